@@ -1,0 +1,120 @@
+"""The values that flow through the pipeline.
+
+Small frozen dataclasses holding struct-of-arrays numpy data (one row per face), in the
+manner of roboflow/supervision's ``Detections``. Stages never mutate them: they return a
+new value built with :func:`dataclasses.replace` (or the helpers below).
+
+Conventions carried by the names:
+- ``*_bgr`` / ``*_rgb``: channel order of an H×W×3 uint8 image.
+- ``xyxy``: boxes as (x0, y0, x1, y1) in frame pixels, float32, shape [N, 4].
+- ``*_xy``: points as (x, y) in frame pixels.
+- ``*_ms`` / ``*_s``: milliseconds / seconds.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Mapping
+
+import numpy as np
+
+
+@dataclass(frozen=True, eq=False)
+class Frame:
+    """One decoded image from a source."""
+
+    image_bgr: np.ndarray  # H×W×3 uint8, BGR as OpenCV decodes
+    index: int  # 0-based position in the source
+    timestamp_s: float  # media time (files) or capture time since start (cameras)
+    source_id: str  # camera name/index or file path
+
+    @property
+    def size_wh(self) -> tuple[int, int]:
+        h, w = self.image_bgr.shape[:2]
+        return w, h
+
+
+@dataclass(frozen=True, eq=False)
+class TaskPrediction:
+    """One task's decoded output for N faces.
+
+    ``value``: [N] float (regression, expectation: the value in the task's unit;
+    binary, multiclass: the label index into the task's ``labels``).
+    ``confidence``: [N] float in 0..1, NaN where the task kind gives none.
+    ``probs``: [N, C] probabilities (binary: [N, 2] as (p(labels[0]), p(labels[1])),
+    multiclass/expectation: the softmax), or None.
+    ``points_xy``: [N, K, 2] frame pixels for landmark tasks, else None.
+    """
+
+    value: np.ndarray
+    confidence: np.ndarray
+    probs: np.ndarray | None = None
+    points_xy: np.ndarray | None = None
+
+    def take(self, index: np.ndarray) -> "TaskPrediction":
+        return TaskPrediction(
+            value=self.value[index],
+            confidence=self.confidence[index],
+            probs=None if self.probs is None else self.probs[index],
+            points_xy=None if self.points_xy is None else self.points_xy[index],
+        )
+
+
+def _empty(shape: tuple[int, ...], dtype) -> np.ndarray:
+    return np.zeros(shape, dtype=dtype)
+
+
+@dataclass(frozen=True, eq=False)
+class Faces:
+    """All faces of one frame, struct-of-arrays. N may be 0."""
+
+    xyxy: np.ndarray = field(default_factory=lambda: _empty((0, 4), np.float32))
+    score: np.ndarray = field(default_factory=lambda: _empty((0,), np.float32))
+    landmarks_xy: np.ndarray = field(default_factory=lambda: _empty((0, 5, 2), np.float32))
+    track_id: np.ndarray = field(default_factory=lambda: _empty((0,), np.int64))
+    tasks: Mapping[str, TaskPrediction] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        n = len(self.xyxy)
+        for name, arr in (("score", self.score), ("landmarks_xy", self.landmarks_xy),
+                          ("track_id", self.track_id)):
+            if len(arr) != n:
+                raise ValueError(f"Faces.{name} has {len(arr)} rows, xyxy has {n}")
+
+    def __len__(self) -> int:
+        return len(self.xyxy)
+
+    @classmethod
+    def from_boxes(cls, xyxy: np.ndarray, score: np.ndarray) -> "Faces":
+        """Faces as a detector gives them: boxes and scores, no landmarks or tracks yet."""
+        n = len(xyxy)
+        return cls(
+            xyxy=np.asarray(xyxy, np.float32).reshape(n, 4),
+            score=np.asarray(score, np.float32).reshape(n),
+            landmarks_xy=np.full((n, 5, 2), np.nan, np.float32),
+            track_id=np.full((n,), -1, np.int64),
+        )
+
+    def take(self, index: np.ndarray) -> "Faces":
+        """The subset of faces at ``index`` (an int array or a boolean mask)."""
+        return Faces(
+            xyxy=self.xyxy[index],
+            score=self.score[index],
+            landmarks_xy=self.landmarks_xy[index],
+            track_id=self.track_id[index],
+            tasks={k: t.take(index) for k, t in self.tasks.items()},
+        )
+
+    def replace(self, **changes) -> "Faces":
+        return dataclasses.replace(self, **changes)
+
+
+@dataclass(frozen=True, eq=False)
+class FrameResult:
+    """A frame, its faces and what each stage cost (ms)."""
+
+    frame: Frame
+    faces: Faces
+    timings_ms: Mapping[str, float] = field(default_factory=dict)
+    dropped_frames: int = 0  # live mode: frames skipped since the previous result
+    detected: bool = True  # False when this frame's boxes came from the tracker only

@@ -1,0 +1,139 @@
+"""Cache aligned chips of a folder of face images, once, with the engine's own alignment.
+
+The cache is a folder holding ``chips.npy`` (uint8 [N, 150, 150, 3] RGB, memory-mapped
+when read) and ``index.csv`` (file, row, status). Every image gets a row in the index;
+images with no face, unreadable files and the like are recorded with their status and
+get no chip, so a summary can count them and a rerun skips nothing silently.
+
+    python -m training.chips ../shared/data/utkface --out cache/utkface
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+from engine.align import CHIP_SIZE, align_chips, load_shape_predictor
+from engine.detect import HogDetector
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
+OK, NO_FACE, UNREADABLE = "ok", "no_face", "unreadable"
+
+
+@dataclass(frozen=True)
+class ChipCache:
+    """A read-only view of a chip cache: ``chips[row_of[file]]``."""
+
+    folder: Path
+    chips: np.ndarray  # memmap uint8 [N, 150, 150, 3]
+    row_of: dict[str, int]  # file name -> row, for files that have a chip
+    status_of: dict[str, str]  # file name -> status, for every file seen
+
+    @classmethod
+    def open(cls, folder: str | Path) -> "ChipCache":
+        folder = Path(folder)
+        index = folder / "index.csv"
+        if not index.is_file():
+            raise FileNotFoundError(f"{folder}: no chip cache here (index.csv missing); "
+                                    "build it with `python -m training.chips IMAGES --out FOLDER`")
+        row_of, status_of = {}, {}
+        with index.open(newline="") as f:
+            for rec in csv.DictReader(f):
+                status_of[rec["file"]] = rec["status"]
+                if rec["status"] == OK:
+                    row_of[rec["file"]] = int(rec["row"])
+        chips = np.load(folder / "chips.npy", mmap_mode="r")
+        return cls(folder, chips, row_of, status_of)
+
+    def summary(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for s in self.status_of.values():
+            counts[s] = counts.get(s, 0) + 1
+        return counts
+
+
+def _largest(faces):
+    areas = (faces.xyxy[:, 2] - faces.xyxy[:, 0]) * (faces.xyxy[:, 3] - faces.xyxy[:, 1])
+    return faces.take(np.array([int(np.argmax(areas))]))
+
+
+def chip_of_image(image_bgr: np.ndarray, detectors, predictor) -> np.ndarray | None:
+    """The chip of the largest face, trying each detector in turn; None if none finds one."""
+    for detector in detectors:
+        faces = detector(image_bgr)
+        if len(faces):
+            chips, _ = align_chips(image_bgr, _largest(faces).xyxy, predictor)
+            return chips[0]
+    return None
+
+
+def build_cache(image_dir: Path, out: Path, files: list[str] | None = None, progress: bool = True) -> dict[str, int]:
+    """Detect, align and store the chip of every image; returns counts by status."""
+    image_dir, out = Path(image_dir), Path(out)
+    if not image_dir.is_dir():
+        raise FileNotFoundError(f"{image_dir}: not a folder of images")
+    if files is None:
+        files = sorted(p.name for p in image_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise ValueError(f"{image_dir}: no images found (looked for {', '.join(IMAGE_SUFFIXES)})")
+    out.mkdir(parents=True, exist_ok=True)
+    # Upsample 0 first (fast); a face too small for it gets a second try at upsample 1.
+    detectors = [HogDetector(upsample=0, max_width=None), HogDetector(upsample=1, max_width=None)]
+    predictor = load_shape_predictor()
+    chips = np.lib.format.open_memmap(out / "chips.npy.partial", mode="w+", dtype=np.uint8,
+                                      shape=(len(files), CHIP_SIZE, CHIP_SIZE, 3))
+    rows: list[tuple[str, int, str]] = []
+    n_ok = 0
+    for name in tqdm(files, desc=f"chips {image_dir.name}", unit="img", disable=not progress):
+        image = cv2.imread(str(image_dir / name), cv2.IMREAD_COLOR)
+        if image is None:
+            rows.append((name, -1, UNREADABLE))
+            continue
+        chip = chip_of_image(image, detectors, predictor)
+        if chip is None:
+            rows.append((name, -1, NO_FACE))
+            continue
+        chips[n_ok] = chip
+        rows.append((name, n_ok, OK))
+        n_ok += 1
+    chips.flush()
+    del chips
+    # Keep only the filled rows.
+    full = np.load(out / "chips.npy.partial", mmap_mode="r")
+    np.save(out / "chips.npy", np.ascontiguousarray(full[:n_ok]))
+    del full
+    (out / "chips.npy.partial").unlink()
+    with (out / "index.csv").open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["file", "row", "status"])
+        w.writerows(rows)
+    counts: dict[str, int] = {}
+    for _, _, s in rows:
+        counts[s] = counts.get(s, 0) + 1
+    return counts
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m training.chips", description=__doc__.splitlines()[0])
+    p.add_argument("images", type=Path, help="folder of face images")
+    p.add_argument("--out", type=Path, required=True, help="cache folder to write")
+    p.add_argument("--files", type=Path, help="optional text file: one image name per line")
+    args = p.parse_args(argv)
+    files = args.files.read_text().split() if args.files else None
+    try:
+        counts = build_cache(args.images, args.out, files)
+    except (FileNotFoundError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print("chips: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
