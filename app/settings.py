@@ -1,0 +1,92 @@
+"""What the GUI remembers between runs, stored with QSettings.
+
+:class:`AppSettings` is a plain frozen value; :func:`load_settings` / :func:`save_settings`
+move it in and out of a ``QSettings``. :func:`open_qsettings` picks the store: the
+user's native one, or an INI file named by ``$FACEATTR_SETTINGS`` (tests and portable
+installs use it so they never touch the user's settings).
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+
+from PySide6.QtCore import QByteArray, QSettings, QStandardPaths
+
+from engine.model import BACKENDS
+
+ORGANIZATION = "FaceAttr"
+APPLICATION = "FaceAttr"
+SETTINGS_ENV = "FACEATTR_SETTINGS"
+SAMPLE_SOURCE = "sample"  # the bundled sample video (a source spec of its own)
+DETECTORS = ("hog", "cnn")
+
+
+def default_record_dir() -> str:
+    movies = QStandardPaths.writableLocation(QStandardPaths.StandardLocation.MoviesLocation)
+    return str(Path(movies or Path.home() / "Videos") / "FaceAttr")
+
+
+@dataclass(frozen=True)
+class AppSettings:
+    """The remembered choices. ``model_path`` '' means the default model."""
+
+    source: str = ""  # '' (first camera, else the sample), 'sample', 'camera:NAME', or a file path
+    model_path: str = ""
+    backend: str = "auto"
+    detector: str = "hog"
+    upsample: int = 0
+    detect_max_width: int = 640
+    detect_every: int = 1
+    record_dir: str = ""
+    geometry: bytes = b""  # QMainWindow.saveGeometry()
+
+    def replace(self, **changes) -> "AppSettings":
+        return replace(self, **changes)
+
+
+def open_qsettings() -> QSettings:
+    """The store to use: an INI file at ``$FACEATTR_SETTINGS`` if set, else the user's."""
+    path = os.environ.get(SETTINGS_ENV)
+    if path:
+        return QSettings(path, QSettings.Format.IniFormat)
+    return QSettings(ORGANIZATION, APPLICATION)
+
+
+def _int(value, default: int, lo: int, hi: int) -> int:
+    try:
+        v = int(value)
+    except (TypeError, ValueError):
+        return default
+    return v if lo <= v <= hi else default
+
+
+def load_settings(store: QSettings) -> AppSettings:
+    """Read the settings; anything missing or invalid falls back to its default."""
+    d = AppSettings()
+
+    def text(key: str, default: str) -> str:
+        v = store.value(key, default)
+        return v if isinstance(v, str) else default
+
+    backend = text("backend", d.backend)
+    detector = text("detector", d.detector)
+    geometry = store.value("geometry", QByteArray())
+    return AppSettings(
+        source=text("source", d.source),
+        model_path=text("model_path", d.model_path),
+        backend=backend if backend in BACKENDS else d.backend,
+        detector=detector if detector in DETECTORS else d.detector,
+        upsample=_int(store.value("upsample"), d.upsample, 0, 3),
+        detect_max_width=_int(store.value("detect_max_width"), d.detect_max_width, 0, 10000),
+        detect_every=_int(store.value("detect_every"), d.detect_every, 1, 100),
+        record_dir=text("record_dir", d.record_dir),
+        geometry=bytes(geometry.data()) if isinstance(geometry, QByteArray) else d.geometry,
+    )
+
+
+def save_settings(store: QSettings, settings: AppSettings) -> None:
+    for f in fields(AppSettings):
+        value = getattr(settings, f.name)
+        store.setValue(f.name, QByteArray(value) if isinstance(value, bytes) else value)
+    store.sync()

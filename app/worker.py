@@ -1,0 +1,270 @@
+"""Capture and inference off the UI thread.
+
+:class:`PipelineWorker` is a QObject moved to a QThread. Its ``run`` opens the source,
+iterates the engine's ``Pipeline.run(source)`` generator, renders each result (the UI
+thread only turns the rendered image into a QImage) and emits it. The engine stays
+Qt-free: this module is the only bridge.
+
+- Camera -> live mode: the pipeline keeps only the newest frame (latency never builds up).
+- File -> file mode: the pipeline hands over every frame in order. Here the worker paces
+  *display* to the file's frame rate by sleeping until each frame's media time. Because
+  file mode has back-pressure, that sleep also slows the pipeline's reader: when
+  inference is faster than the file, the video plays at real speed; when it is slower,
+  no sleep happens and the video plays in slow motion, every frame still shown and none
+  dropped (dropping to keep up is what live mode is for). After a pause, or after falling
+  behind, the pacing clock restarts from the current frame instead of rushing to catch up.
+
+:class:`BackgroundCall` runs one slow function (loading a model, which for TensorRT can
+take minutes) in a thread and reports its value or its error sentence.
+"""
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+from PySide6.QtCore import QObject, Qt, QThread, Signal, Slot
+
+from app.errors import error_sentence
+from engine.pipeline import Pipeline
+from engine.render import Renderer
+from engine.sources import Source, open_source
+from engine.types import FrameResult
+from engine.write import VideoWriter
+
+MAX_FRAMES_IN_FLIGHT = 2  # rendered frames queued for the UI; beyond that the display skips
+BEHIND_RESET_S = 0.25  # pacing: this far behind the file's clock, restart the clock
+
+
+@dataclass(frozen=True)
+class SourceInfo:
+    source_id: str
+    is_live: bool
+    fps: float
+    size_wh: tuple[int, int]
+    frame_count: int | None
+
+
+@dataclass(frozen=True, eq=False)
+class ShownFrame:
+    """A result and its rendered image, as the UI receives them."""
+
+    result: FrameResult
+    image_bgr: np.ndarray
+    display_skipped: int  # frames the UI was too busy to show since the previous one
+
+
+class PipelineWorker(QObject):
+    """Plays one source through one pipeline. Create, move to a QThread, call ``run``."""
+
+    opened = Signal(object)  # SourceInfo
+    result = Signal(object)  # ShownFrame
+    error = Signal(str)  # one sentence; the run ends after it
+    recording = Signal(str, str)  # ('started' | 'saved' | 'failed', path or sentence)
+    finished = Signal(str)  # why the run ended: 'stopped', 'end of <source>', or the error
+
+    def __init__(self, pipeline: Pipeline, source_spec, loop: bool = False, pace: bool = True,
+                 renderer: Renderer | None = None,
+                 opener: Callable[..., Source] = open_source) -> None:
+        super().__init__()
+        self.pipeline = pipeline
+        self.source_spec = source_spec
+        self.loop = loop
+        self.pace = pace
+        self.renderer = renderer or Renderer()
+        self._opener = opener
+        self._stop = threading.Event()
+        self._resume = threading.Event()
+        self._resume.set()
+        self._lock = threading.RLock()  # re-entrant: a 'recording' slot may query the worker
+        self._in_flight = 0
+        self._skipped = 0
+        self._writer: VideoWriter | None = None
+        self._record_to: Path | None = None
+        self.source_info: SourceInfo | None = None
+
+    # -- called from the UI thread ----------------------------------------------------
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._resume.set()
+
+    def set_paused(self, paused: bool) -> None:
+        (self._resume.clear if paused else self._resume.set)()
+
+    @property
+    def paused(self) -> bool:
+        return not self._resume.is_set()
+
+    def frame_shown(self) -> None:
+        """The UI has taken one emitted frame (lets the next ones through)."""
+        with self._lock:
+            self._in_flight = max(0, self._in_flight - 1)
+
+    def start_recording(self, path: Path) -> None:
+        """Record the annotated stream to ``path`` from the next frame on."""
+        with self._lock:
+            self._record_to = Path(path)
+
+    def stop_recording(self) -> None:
+        with self._lock:
+            self._record_to = None
+            self._close_writer()
+
+    @property
+    def recording_path(self) -> Path | None:
+        with self._lock:
+            return self._writer.path if self._writer else self._record_to
+
+    # -- the worker thread ------------------------------------------------------------
+
+    @Slot()
+    def run(self) -> None:
+        reason = "stopped"
+        try:
+            reason = self._play()
+        except Exception as e:  # noqa: BLE001 - any failure becomes one sentence, the UI lives on
+            reason = error_sentence(e)
+            self.error.emit(reason)
+        finally:
+            with self._lock:
+                self._record_to = None
+                self._close_writer()
+            self.finished.emit(reason)
+
+    def _play(self) -> str:
+        source = self._opener(self.source_spec, loop=self.loop)
+        try:
+            info = SourceInfo(source.source_id, source.is_live, source.fps, tuple(source.size_wh),
+                              source.frame_count)
+            self.source_info = info
+            self.opened.emit(info)
+            pace = self.pace and not source.is_live
+            spec = self.pipeline.spec
+            clock: tuple[float, float] | None = None  # (wall time, media time) of the pacing origin
+            with contextlib.closing(self.pipeline.run(source, stop=self._stop)) as results:
+                for result in results:
+                    if self.paused:
+                        self._resume.wait()
+                        clock = None
+                    if self._stop.is_set():
+                        break
+                    if pace:
+                        clock = self._wait_for_media_time(clock, result.frame.timestamp_s)
+                    image_bgr = self.renderer(result.frame.image_bgr, result.faces, spec)
+                    self._record(image_bgr, info)
+                    self._emit(result, image_bgr)
+        finally:
+            source.close()  # the pipeline closes it too; closing twice is harmless
+        if self._stop.is_set():
+            return "stopped"
+        why = self.pipeline.last_end_reason
+        return why or f"end of {info.source_id}"
+
+    def _wait_for_media_time(self, clock, media_s: float):
+        now = time.monotonic()
+        if clock is None:
+            return now, media_s
+        delay = clock[0] + (media_s - clock[1]) - now
+        if delay > 0:
+            self._stop.wait(delay)
+            return clock
+        return (now, media_s) if delay < -BEHIND_RESET_S else clock
+
+    def _emit(self, result: FrameResult, image_bgr: np.ndarray) -> None:
+        with self._lock:
+            if self._in_flight >= MAX_FRAMES_IN_FLIGHT:
+                self._skipped += 1
+                return
+            self._in_flight += 1
+            skipped, self._skipped = self._skipped, 0
+        self.result.emit(ShownFrame(result, image_bgr, skipped))
+
+    def _record(self, image_bgr: np.ndarray, info: SourceInfo) -> None:
+        with self._lock:
+            if self._record_to is not None and self._writer is None:
+                path, self._record_to = self._record_to, None
+                h, w = image_bgr.shape[:2]
+                try:
+                    self._writer = VideoWriter(path, info.fps, (w, h))
+                except Exception as e:  # noqa: BLE001 - reported, playback goes on
+                    self.recording.emit("failed", error_sentence(e, str(path)))
+                    return
+                self.recording.emit("started", str(path))
+            if self._writer is not None:
+                try:
+                    self._writer.write(image_bgr)
+                except Exception as e:  # noqa: BLE001
+                    self.recording.emit("failed", error_sentence(e, str(self._writer.path)))
+                    self._close_writer()
+
+    def _close_writer(self) -> None:
+        """Finish the recording (caller holds the lock)."""
+        writer, self._writer = self._writer, None
+        if writer is None:
+            return
+        try:
+            writer.close()
+        except Exception as e:  # noqa: BLE001
+            self.recording.emit("failed", error_sentence(e, str(writer.path)))
+            return
+        self.recording.emit("saved", str(writer.path))
+
+
+class WorkerThread:
+    """A PipelineWorker on its own QThread; :meth:`stop` joins it."""
+
+    def __init__(self, worker: PipelineWorker) -> None:
+        self.worker = worker
+        self.thread = QThread()
+        self.thread.setObjectName("faceattr-pipeline")
+        worker.moveToThread(self.thread)
+        self.thread.started.connect(worker.run)
+        # direct: the UI thread may be blocked in stop() -> wait(), so a queued quit would never run
+        worker.finished.connect(self.thread.quit, Qt.ConnectionType.DirectConnection)
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def is_running(self) -> bool:
+        return self.thread.isRunning()
+
+    def stop(self, timeout_s: float = 10.0) -> bool:
+        """Ask the worker to stop and wait for its thread; True when it has ended."""
+        self.worker.stop()
+        return self.thread.wait(int(timeout_s * 1000))
+
+
+class BackgroundCall(QObject):
+    """Runs ``fn()`` on a QThread; emits ``done(value)`` or ``failed(sentence)``."""
+
+    done = Signal(object)
+    failed = Signal(str)
+
+    def __init__(self, fn: Callable[[], object]) -> None:
+        super().__init__()
+        self._fn = fn
+        self.thread = QThread()
+        self.moveToThread(self.thread)
+        self.thread.started.connect(self._run)
+
+    def start(self) -> None:
+        self.thread.start()
+
+    @Slot()
+    def _run(self) -> None:
+        try:
+            value = self._fn()
+        except Exception as e:  # noqa: BLE001 - reported as one sentence
+            self.failed.emit(error_sentence(e))
+        else:
+            self.done.emit(value)
+        finally:
+            self.thread.quit()
+
+    def wait(self, timeout_s: float = 60.0) -> bool:
+        return self.thread.wait(int(timeout_s * 1000))

@@ -1,0 +1,305 @@
+"""One frame through every stage, and a stream of frames through a capture thread.
+
+:meth:`Pipeline.process` runs detect (or track) -> align -> model -> track -> smooth on
+one frame and times each stage. :meth:`Pipeline.run` feeds it from a :class:`Source`:
+
+- live (cameras, or a file played in real time): a capture thread keeps only the newest
+  frame in a one-slot mailbox; frames that arrive while inference is busy replace the
+  waiting one and are counted in ``FrameResult.dropped_frames``, so latency never builds up;
+- file mode: every frame in order through a bounded queue (the reader waits when
+  inference falls behind: back-pressure, bounded memory).
+
+Inference runs in the thread that iterates ``run``; no stage knows about threads.
+"""
+from __future__ import annotations
+
+import dataclasses
+import queue
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from engine.align import Aligner
+from engine.detect import create_detector
+from engine.model import FaceAttrModel
+from engine.modelspec import ModelSpec
+from engine.smooth import TaskSmoother
+from engine.sources import Source, SourceError
+from engine.track import IouTracker
+from engine.types import Faces, Frame, FrameResult
+
+FILE_QUEUE_FRAMES = 8
+_POLL_S = 0.05  # how often a waiting thread looks at the stop flags
+CAPTURE_JOIN_S = 5.0  # longest wait for a capture thread stuck in a read (a hung camera)
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    model_path: Path
+    backend: str = "auto"  # auto | tensorrt | cuda | cpu
+    detector: str = "hog"  # hog | cnn
+    upsample: int = 0
+    detect_max_width: int = 640  # detect on a copy at most this wide (boxes mapped back)
+    detect_every: int = 1  # detect on every k-th frame, track in between
+    smoothing: float = 0.6  # weight of the past in each track's running average (0 = none)
+
+
+def _ms(t0: float) -> float:
+    return (time.perf_counter() - t0) * 1000.0
+
+
+class Pipeline:
+    """The stages for one model; reuse it across sources (call :meth:`reset` in between)."""
+
+    def __init__(self, config: PipelineConfig, model: FaceAttrModel, detector, aligner: Aligner) -> None:
+        self.config = config
+        self.model = model
+        self.detector = detector
+        self.aligner = aligner
+        self.tracker = IouTracker()
+        self.smoother = TaskSmoother(config.smoothing, model.spec)
+        self.last_end_reason: str | None = None  # why the last run's source stopped early
+        self.last_warnings: list[str] = []  # what the last run's source skipped over
+        self._since_detect = 0
+
+    @classmethod
+    def create(cls, config: PipelineConfig) -> "Pipeline":
+        """Load the model and detector; raises ModelLoadError / BackendUnavailableError / ValueError."""
+        model = FaceAttrModel.load(config.model_path, backend=config.backend)
+        detector = create_detector(config.detector, config.upsample, config.detect_max_width)
+        aligner = Aligner.create(model.spec.alignment.chip_size, model.spec.alignment.padding)
+        return cls(config, model, detector, aligner)
+
+    @property
+    def spec(self) -> ModelSpec:
+        return self.model.spec
+
+    @property
+    def provider(self) -> str:
+        return self.model.provider
+
+    @property
+    def notes(self) -> tuple[str, ...]:
+        return self.model.notes
+
+    def reset(self) -> None:
+        """Forget tracks and smoothed values (a new source starts from scratch)."""
+        self.tracker.reset()
+        self.smoother.reset()
+        self._since_detect = 0
+
+    # -- one frame ---------------------------------------------------------------------
+
+    def process(self, frame: Frame) -> FrameResult:
+        t_start = time.perf_counter()
+        timings: dict[str, float] = {}
+        previous = self.tracker.predict()
+        detect = (self.config.detect_every <= 1 or len(previous) == 0
+                  or self._since_detect >= self.config.detect_every - 1)
+        t = time.perf_counter()
+        faces = self.detector(frame.image_bgr) if detect else previous
+        timings["detect"] = _ms(t)
+        self._since_detect = 0 if detect else self._since_detect + 1
+
+        t = time.perf_counter()
+        faces, chips = self.aligner(frame.image_bgr, faces)
+        if not detect:
+            faces = _follow_landmarks(previous, faces)
+        timings["align"] = _ms(t)
+
+        t = time.perf_counter()
+        faces = self.model(faces, chips)  # all faces of the frame as one batch
+        timings["model"] = _ms(t)
+
+        t = time.perf_counter()
+        faces = self.tracker(faces)
+        timings["track"] = _ms(t)
+
+        t = time.perf_counter()
+        faces = self.smoother(faces)
+        timings["smooth"] = _ms(t)
+        timings["total"] = _ms(t_start)
+        return FrameResult(frame=frame, faces=faces, timings_ms=timings, detected=detect)
+
+    # -- a stream ----------------------------------------------------------------------
+
+    def run(self, source: Source, live: bool | None = None,
+            stop: threading.Event | None = None) -> Iterator[FrameResult]:
+        """Results for ``source``'s frames, as a generator; closes ``source`` when done.
+
+        ``live`` defaults to ``source.is_live``. A file run live is paced at its own frame
+        rate (as if a camera were filming it). Stops when the source ends, when ``stop`` is
+        set, or when the generator is closed; in every case the capture thread is joined
+        and the source closed before the generator returns (a read hung for longer than
+        CAPTURE_JOIN_S is left to its thread, which closes the source when the read
+        returns). Tracks start afresh (:meth:`reset`); one run at a time. Each result's ``timings_ms``
+        carries 'latency': ms from the frame leaving the source to its result being ready.
+        Read errors are raised as :class:`SourceError`; why the source stopped early is in
+        :attr:`last_end_reason` afterwards.
+        """
+        live = source.is_live if live is None else live
+        stop = stop or threading.Event()
+        box: _Mailbox | _Queue = _Mailbox() if live else _Queue(FILE_QUEUE_FRAMES)
+        pace = live and not source.is_live
+        self.last_end_reason = None
+        self.last_warnings = []
+        self.reset()
+        thread = threading.Thread(target=_capture, args=(source, box, pace), name="faceattr-capture",
+                                  daemon=True)
+        thread.start()
+        try:
+            while not stop.is_set():
+                item = box.get(_POLL_S)
+                if item is None:
+                    continue
+                if item is _END:
+                    break
+                if isinstance(item, BaseException):
+                    raise item
+                frame, t_captured, dropped = item
+                result = self.process(frame)
+                timings = {**result.timings_ms, "latency": _ms(t_captured)}
+                yield dataclasses.replace(result, timings_ms=timings, dropped_frames=dropped)
+        finally:
+            box.close()
+            thread.join(CAPTURE_JOIN_S)
+            if not thread.is_alive():  # else a read hangs: the thread closes the source when it returns
+                source.close()
+            self.last_end_reason = source.end_reason
+            self.last_warnings = list(source.warnings)
+
+
+def _follow_landmarks(previous: Faces, faces: Faces) -> Faces:
+    """Move tracked boxes with their faces: shift each box by how far its landmarks moved.
+
+    On frames that skip detection the boxes are last frame's; the landmark predictor,
+    run inside them, finds where the face is now.
+    """
+    if len(faces) == 0:
+        return faces
+    old = np.nanmean(previous.landmarks_xy, axis=1) if len(previous) else np.zeros((0, 2))
+    new = np.nanmean(faces.landmarks_xy, axis=1)
+    shift = np.where(np.isfinite(old) & np.isfinite(new), new - old, 0.0).astype(np.float32)
+    return faces.replace(xyxy=faces.xyxy + np.concatenate([shift, shift], axis=1))
+
+
+# -- capture ------------------------------------------------------------------------------
+
+_END = object()
+
+
+def _capture(source: Source, box, pace: bool) -> None:
+    """Capture thread: source frames into ``box`` until the source ends or ``box`` closes."""
+    try:
+        t0 = time.perf_counter()
+        first_s = None
+        for frame in source:
+            if box.closed:
+                return
+            if pace:  # play a file in real time: wait until this frame's media time
+                first_s = frame.timestamp_s if first_s is None else first_s
+                wait = (frame.timestamp_s - first_s) - (time.perf_counter() - t0)
+                if wait > 0 and box.wait_closed(wait):
+                    return
+            if not box.put((frame, time.perf_counter())):
+                return
+        box.finish(_END)
+    except SourceError as e:
+        box.finish(e)
+    except Exception as e:  # a decoder or driver failure mid-stream
+        box.finish(SourceError(f"{source.source_id}: reading failed ({type(e).__name__}: {e})"))
+    finally:
+        if box.closed:  # the consumer has gone: nobody else may still be waiting to close it
+            source.close()
+
+
+class _Mailbox:
+    """One slot, newest wins. ``get`` returns (frame, t_captured, dropped since last get)."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._item = None
+        self._dropped = 0
+        self._final = None
+        self.closed = False
+
+    def put(self, item) -> bool:
+        with self._cond:
+            if self.closed:
+                return False
+            if self._item is not None:
+                self._dropped += 1
+            self._item = item
+            self._cond.notify_all()
+            return True
+
+    def finish(self, final) -> None:
+        with self._cond:
+            self._final = final
+            self._cond.notify_all()
+
+    def get(self, timeout: float):
+        with self._cond:
+            if self._item is None and self._final is None:
+                self._cond.wait(timeout)
+            if self._item is not None:
+                (frame, t), dropped = self._item, self._dropped
+                self._item, self._dropped = None, 0
+                return frame, t, dropped
+            return self._final
+
+    def wait_closed(self, seconds: float) -> bool:
+        with self._cond:
+            self._cond.wait_for(lambda: self.closed, seconds)
+            return self.closed
+
+    def close(self) -> None:
+        with self._cond:
+            self.closed = True
+            self._cond.notify_all()
+
+
+class _Queue:
+    """Bounded FIFO, every frame in order; ``put`` waits while full (back-pressure)."""
+
+    def __init__(self, maxsize: int) -> None:
+        self._q: queue.Queue = queue.Queue(maxsize)
+        self._closed = threading.Event()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed.is_set()
+
+    def put(self, item) -> bool:
+        frame, t = item
+        while not self.closed:
+            try:
+                self._q.put((frame, t, 0), timeout=_POLL_S)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def finish(self, final) -> None:
+        while not self.closed:
+            try:
+                self._q.put(final, timeout=_POLL_S)
+                return
+            except queue.Full:
+                continue
+
+    def get(self, timeout: float):
+        try:
+            return self._q.get(timeout=timeout)
+        except queue.Empty:
+            return None
+
+    def wait_closed(self, seconds: float) -> bool:
+        return self._closed.wait(seconds)
+
+    def close(self) -> None:
+        self._closed.set()

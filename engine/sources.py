@@ -1,0 +1,361 @@
+"""Where frames come from: a camera (by index or name), a video file, an image, a folder.
+
+:func:`open_source` turns what a user typed or picked into a :class:`Source`, or raises
+:class:`SourceError` with one sentence naming the input and the reason. Problems that only
+show while reading (a truncated file, a camera unplugged) end the stream instead, and
+``Source.end_reason`` says why; the caller decides whether to reopen.
+
+A source is iterated by one thread at a time (the pipeline's capture thread) and closed
+after that thread has stopped: OpenCV captures are not safe to release mid-read.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import cv2
+import numpy as np
+
+from engine.types import Frame
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
+CAMERA_PREFIX = "camera:"
+DEFAULT_FPS = 30.0
+CAMERA_GONE_AFTER_S = 2.0  # a camera that delivers nothing this long has gone away
+IMAGE_FPS = 1.0  # images and folders play as a slide show when written to a video
+
+
+class SourceError(RuntimeError):
+    """A source cannot be opened or read; the message names the input and the reason."""
+
+
+@dataclass(frozen=True)
+class CameraInfo:
+    index: int
+    name: str
+
+
+@contextlib.contextmanager
+def quiet_opencv():
+    """Silence OpenCV's own log while probing (a missing camera or encoder is not an error yet)."""
+    level = cv2.utils.logging.getLogLevel()
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+    try:
+        yield
+    finally:
+        cv2.utils.logging.setLogLevel(level)
+
+
+def _camera_api() -> int:
+    if sys.platform.startswith("linux"):
+        return cv2.CAP_V4L2
+    if sys.platform == "win32":
+        return cv2.CAP_DSHOW
+    return cv2.CAP_ANY
+
+
+def list_cameras(max_index: int = 8) -> list[CameraInfo]:
+    """The cameras present, by index and name.
+
+    On Linux the names come from ``/sys/class/video4linux`` without opening any device;
+    a camera's metadata node (``index`` != 0) is left out. Elsewhere indices are probed
+    with OpenCV and named 'Camera N'.
+    """
+    if sys.platform.startswith("linux"):
+        found = []
+        for node in sorted(Path("/sys/class/video4linux").glob("video*")):
+            try:
+                index = int(node.name[len("video"):])
+            except ValueError:
+                continue
+            if index >= max_index or _sys_text(node / "index", "0") != "0":
+                continue
+            found.append(CameraInfo(index, _sys_text(node / "name", f"Camera {index}")))
+        return sorted(found, key=lambda c: c.index)
+    found = []
+    with quiet_opencv():
+        for index in range(max_index):
+            cap = cv2.VideoCapture(index, _camera_api())
+            if cap.isOpened():
+                found.append(CameraInfo(index, f"Camera {index}"))
+            cap.release()
+    return found
+
+
+def _sys_text(path: Path, default: str) -> str:
+    try:
+        return path.read_text().strip() or default
+    except OSError:
+        return default
+
+
+def _found_text(cameras: list[CameraInfo]) -> str:
+    if not cameras:
+        return "found: none"
+    return "found: " + ", ".join(f"{c.index} '{c.name}'" for c in cameras)
+
+
+class Source:
+    """Frames from one input. Iterate once (from one thread), then :meth:`close`."""
+
+    is_live: bool = False
+    fps: float = DEFAULT_FPS
+    frame_count: int | None = None
+    size_wh: tuple[int, int] = (0, 0)
+    source_id: str = ""
+
+    def __init__(self) -> None:
+        self.end_reason: str | None = None  # why the stream stopped early, if it did
+        self.warnings: list[str] = []  # problems that were skipped over (unreadable images)
+        self._closed = False
+
+    def __iter__(self) -> Iterator[Frame]:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        self._closed = True
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def __enter__(self) -> "Source":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.source_id!r})"
+
+
+class CameraSource(Source):
+    is_live = True
+
+    def __init__(self, index: int, name: str | None = None) -> None:
+        super().__init__()
+        label = f"camera {index}" if name is None else f"camera {index} '{name}'"
+        with quiet_opencv():
+            cap = cv2.VideoCapture(index, _camera_api())
+        if not cap.isOpened():
+            cap.release()
+            raise SourceError(f"camera {index}: no such camera ({_found_text(list_cameras())})")
+        ok, first = cap.read()
+        if not ok or first is None:
+            cap.release()
+            raise SourceError(f"{label}: the camera opened but delivers no frames (in use by another program?)")
+        self._cap = cap
+        self._first = first
+        self.index = index
+        self.source_id = label
+        fps = cap.get(cv2.CAP_PROP_FPS)
+        self.fps = float(fps) if fps and math.isfinite(fps) and 1 <= fps <= 240 else DEFAULT_FPS
+        h, w = first.shape[:2]
+        self.size_wh = (w, h)
+
+    def __iter__(self) -> Iterator[Frame]:
+        t0 = time.monotonic()
+        index = 0
+        image = self._first
+        self._first = None
+        last_ok = time.monotonic()
+        while not self._closed:
+            if image is None:
+                ok, image = self._cap.read()
+                if not ok or image is None:
+                    image = None
+                    if time.monotonic() - last_ok > CAMERA_GONE_AFTER_S:
+                        self.end_reason = (f"{self.source_id}: stopped delivering frames after frame {index} "
+                                           "(disconnected?)")
+                        return
+                    time.sleep(0.01)
+                    continue
+            last_ok = time.monotonic()
+            yield Frame(image, index, last_ok - t0, self.source_id)
+            index += 1
+            image = None
+
+    def close(self) -> None:
+        super().close()
+        self._cap.release()
+
+
+class VideoFileSource(Source):
+    def __init__(self, path: Path, loop: bool = False) -> None:
+        super().__init__()
+        self.path = path
+        self.loop = loop
+        self.source_id = str(path)
+        cap = self._open()
+        ok, first = cap.read()
+        if not ok or first is None:
+            cap.release()
+            raise SourceError(f"{path}: not a readable video (no frames could be decoded)")
+        self._cap = cap
+        self._first = first  # yielded first, so opening needs no seek back
+        fps = cap.get(cv2.CAP_PROP_FPS)
+        self.fps = float(fps) if fps and math.isfinite(fps) and 0 < fps <= 1000 else DEFAULT_FPS
+        count = cap.get(cv2.CAP_PROP_FRAME_COUNT)
+        self.frame_count = int(count) if count and math.isfinite(count) and count > 0 else None
+        h, w = first.shape[:2]
+        self.size_wh = (w, h)
+
+    def _open(self) -> cv2.VideoCapture:
+        with quiet_opencv():
+            cap = cv2.VideoCapture(str(self.path), cv2.CAP_FFMPEG)
+        if not cap.isOpened():
+            cap.release()
+            raise SourceError(f"{self.path}: not a readable video (the file cannot be opened as a video; "
+                              "it is damaged, truncated or not a video)")
+        return cap
+
+    def _ended_early(self, read: int) -> bool:
+        """Whether ``read`` frames fall short of the count the container announced.
+
+        Some containers only estimate the count (duration × fps), so a frame or two of
+        difference is not called truncation.
+        """
+        if self.frame_count is None:
+            return False
+        return read + max(2, round(0.01 * self.frame_count)) <= self.frame_count
+
+    def __iter__(self) -> Iterator[Frame]:
+        index = 0  # keeps counting across loops, so trackers and writers see one stream
+        offset_s = 0.0
+        while not self._closed:
+            read = 0
+            last_s = 0.0
+            while not self._closed:
+                image, self._first = self._first, None
+                if image is None:
+                    ok, image = self._cap.read()
+                    if not ok or image is None:
+                        break
+                pos_ms = self._cap.get(cv2.CAP_PROP_POS_MSEC)
+                media_s = pos_ms / 1000 if math.isfinite(pos_ms) and (pos_ms > 0 or read == 0) else read / self.fps
+                last_s = media_s
+                yield Frame(image, index, offset_s + media_s, self.source_id)
+                index += 1
+                read += 1
+            if self._closed:
+                return
+            if self._ended_early(read):
+                self.end_reason = (f"{self.path}: ended early at frame {read} of {self.frame_count}: "
+                                   "the file is truncated or damaged")
+                return
+            if not self.loop or read == 0:
+                return
+            offset_s += last_s + 1 / self.fps
+            if not self._cap.set(cv2.CAP_PROP_POS_FRAMES, 0):
+                self._cap.release()
+                self._cap = self._open()
+
+    def close(self) -> None:
+        super().close()
+        self._cap.release()
+
+
+class ImageSource(Source):
+    """One image file, or the images of a folder in name order (one frame each)."""
+
+    fps = IMAGE_FPS
+
+    def __init__(self, label: str, paths: list[Path]) -> None:
+        super().__init__()
+        self.source_id = label
+        self.paths = paths
+        self.frame_count = len(paths)
+        first = None
+        for p in paths:  # the size of the first readable image (writers need one size)
+            first = _imread(p)
+            if first is not None:
+                break
+        if first is None:
+            if len(paths) == 1:
+                raise SourceError(f"{paths[0]}: not a readable image")
+            raise SourceError(f"{label}: none of its {len(paths)} images could be read")
+        h, w = first.shape[:2]
+        self.size_wh = (w, h)
+
+    def __iter__(self) -> Iterator[Frame]:
+        index = 0
+        for p in self.paths:
+            if self._closed:
+                return
+            image = _imread(p)
+            if image is None:
+                self.warnings.append(f"{p}: not a readable image, skipped")
+                continue
+            yield Frame(image, index, index / self.fps, str(p))
+            index += 1
+
+
+def _imread(path: Path) -> np.ndarray | None:
+    """Read an image as BGR; None if unreadable. Reads bytes first so any path works."""
+    try:
+        data = np.fromfile(str(path), np.uint8)
+    except OSError:
+        return None
+    if data.size == 0:
+        return None
+    image = cv2.imdecode(data, cv2.IMREAD_COLOR)
+    return image if image is not None and image.size else None
+
+
+def _is_image_path(path: Path) -> bool:
+    return path.suffix.lower() in IMAGE_SUFFIXES
+
+
+def open_source(spec: str | int | Path, loop: bool = False) -> Source:
+    """Open a camera (int, digit string, 'camera:NAME'), a video file, an image or a folder.
+
+    ``loop`` restarts a video file at its end (the GUI plays the bundled sample so).
+    Raises :class:`SourceError` with one sentence naming the input and the reason.
+    """
+    if isinstance(spec, (int, np.integer)) and not isinstance(spec, bool):
+        return _open_camera_index(int(spec))
+    if isinstance(spec, str):
+        text = spec.strip()
+        if text.isdigit() and not Path(text).exists():
+            return _open_camera_index(int(text))
+        if text.lower().startswith(CAMERA_PREFIX):
+            return _open_camera_name(text[len(CAMERA_PREFIX):].strip())
+        if not text:
+            raise SourceError("no input given: name a camera, a video, an image or a folder")
+        spec = Path(text)
+    path = Path(spec).expanduser()
+    if not path.exists():
+        raise SourceError(f"{path}: no such file or folder")
+    if path.is_dir():
+        images = sorted((p for p in path.iterdir() if p.is_file() and _is_image_path(p)),
+                        key=lambda p: p.name)
+        if not images:
+            raise SourceError(f"{path}: the folder holds no images ({', '.join(IMAGE_SUFFIXES)})")
+        return ImageSource(str(path), images)
+    if _is_image_path(path):
+        return ImageSource(str(path), [path])
+    if path.stat().st_size == 0:
+        raise SourceError(f"{path}: the file is empty")
+    return VideoFileSource(path, loop=loop)
+
+
+def _open_camera_index(index: int) -> CameraSource:
+    if index < 0:
+        raise SourceError(f"camera {index}: no such camera (indices start at 0)")
+    name = next((c.name for c in list_cameras(max(8, index + 1)) if c.index == index), None)
+    return CameraSource(index, name)
+
+
+def _open_camera_name(name: str) -> CameraSource:
+    cameras = list_cameras()
+    exact = [c for c in cameras if c.name == name]
+    loose = [c for c in cameras if name.lower() in c.name.lower()]
+    match = exact or loose
+    if not name or not match:
+        raise SourceError(f"camera '{name}': no such camera ({_found_text(cameras)})")
+    return CameraSource(match[0].index, match[0].name)

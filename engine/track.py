@@ -1,0 +1,95 @@
+"""Stable face ids across frames by greedy IoU matching (pure numpy).
+
+Faces move little between consecutive frames, so the box overlap (IoU) between a
+track's last box and this frame's detections identifies it: pairs are taken greedily
+from the highest IoU down, each track and each detection at most once, pairs under
+``iou_threshold`` never. A detection left over starts a new track with a new id (ids
+are never reused, so a new face never inherits an old face's labels downstream); a
+track left over survives ``max_missed`` frames unseen, then ends.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from engine.types import Faces
+
+
+def iou_matrix(a_xyxy: np.ndarray, b_xyxy: np.ndarray) -> np.ndarray:
+    """[len(a), len(b)] intersection over union of two sets of boxes."""
+    a = np.asarray(a_xyxy, np.float32).reshape(-1, 1, 4)
+    b = np.asarray(b_xyxy, np.float32).reshape(1, -1, 4)
+    iw = np.clip(np.minimum(a[..., 2], b[..., 2]) - np.maximum(a[..., 0], b[..., 0]), 0, None)
+    ih = np.clip(np.minimum(a[..., 3], b[..., 3]) - np.maximum(a[..., 1], b[..., 1]), 0, None)
+    inter = iw * ih
+    area_a = (a[..., 2] - a[..., 0]) * (a[..., 3] - a[..., 1])
+    area_b = (b[..., 2] - b[..., 0]) * (b[..., 3] - b[..., 1])
+    union = area_a + area_b - inter
+    return np.where(union > 0, inter / np.maximum(union, 1e-9), 0.0).astype(np.float32)
+
+
+def greedy_match(iou: np.ndarray, threshold: float) -> list[tuple[int, int]]:
+    """(row, col) pairs, highest IoU first, each row and column used once, IoU >= threshold."""
+    rows, cols = np.nonzero(iou >= threshold)
+    order = np.argsort(-iou[rows, cols], kind="stable")
+    used_r: set[int] = set()
+    used_c: set[int] = set()
+    pairs = []
+    for k in order:
+        r, c = int(rows[k]), int(cols[k])
+        if r not in used_r and c not in used_c:
+            used_r.add(r)
+            used_c.add(c)
+            pairs.append((r, c))
+    return pairs
+
+
+@dataclass
+class IouTracker:
+    """Pipeline stage: fills ``Faces.track_id`` (ids start at 1 and are never reused)."""
+
+    iou_threshold: float = 0.3
+    max_missed: int = 5
+    _ids: np.ndarray = field(default_factory=lambda: np.zeros((0,), np.int64), repr=False)
+    _xyxy: np.ndarray = field(default_factory=lambda: np.zeros((0, 4), np.float32), repr=False)
+    _missed: np.ndarray = field(default_factory=lambda: np.zeros((0,), np.int64), repr=False)
+    _next_id: int = 1
+    _last: Faces = field(default_factory=Faces, repr=False)
+
+    def __call__(self, faces: Faces) -> Faces:
+        n = len(faces)
+        ids = np.full(n, -1, np.int64)
+        matched_tracks = np.zeros(len(self._ids), bool)
+        if len(self._ids) and n:
+            for t, d in greedy_match(iou_matrix(self._xyxy, faces.xyxy), self.iou_threshold):
+                ids[d] = self._ids[t]
+                matched_tracks[t] = True
+        new = ids < 0
+        ids[new] = np.arange(self._next_id, self._next_id + int(new.sum()), dtype=np.int64)
+        self._next_id += int(new.sum())
+
+        # Tracks left over age by one frame; those seen in this frame restart at 0.
+        missed = self._missed[~matched_tracks] + 1
+        alive = missed <= self.max_missed
+        self._ids = np.concatenate([ids, self._ids[~matched_tracks][alive]])
+        self._xyxy = np.concatenate([faces.xyxy.astype(np.float32), self._xyxy[~matched_tracks][alive]])
+        self._missed = np.concatenate([np.zeros(n, np.int64), missed[alive]])
+        self._last = faces.replace(track_id=ids)
+        return self._last
+
+    def predict(self) -> Faces:
+        """The faces of the last tracked frame, ids included (for frames that skip detection)."""
+        return self._last
+
+    @property
+    def active_ids(self) -> np.ndarray:
+        """Ids of the tracks still alive (seen now or within ``max_missed`` frames)."""
+        return self._ids.copy()
+
+    def reset(self) -> None:
+        """Forget all tracks (e.g. when the source changes); ids keep counting up."""
+        self._ids = np.zeros((0,), np.int64)
+        self._xyxy = np.zeros((0, 4), np.float32)
+        self._missed = np.zeros((0,), np.int64)
+        self._last = Faces()

@@ -1,0 +1,268 @@
+"""The GUI on real Qt (offscreen), a real model, the real sample video."""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+from tests.app.app_checks import colour_share, count_frames
+from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
+from PySide6.QtGui import QDragEnterEvent, QDropEvent
+from PySide6.QtWidgets import QApplication
+
+from app.main_window import MainWindow
+from app.settings import AppSettings, load_settings, open_qsettings
+from app.video_view import qimage_to_bgr
+from engine.model import available_providers, format_value
+from engine.render import Renderer
+
+FRAME_TIMEOUT_MS = 30_000
+
+
+@pytest.fixture
+def make_window(qtbot, app_model_path, sample_path):
+    """``make_window(**settings)``: a shown, started window (no cameras) on the app model."""
+    windows = []
+
+    def make(cameras=(), **changes) -> MainWindow:
+        settings = AppSettings(model_path=str(app_model_path), backend="cpu").replace(**changes)
+        window = MainWindow(open_qsettings(), settings, list(cameras))
+        qtbot.addWidget(window)
+        window.show()
+        window.start()
+        windows.append(window)
+        return window
+
+    yield make
+    for window in windows:
+        window.close()
+        assert not window.is_running()
+
+
+def wait_frames(qtbot, window: MainWindow, count: int = 3) -> None:
+    start = window.frames_shown
+    qtbot.waitUntil(lambda: window.frames_shown >= start + count, timeout=FRAME_TIMEOUT_MS)
+
+
+def wait_faces(qtbot, window: MainWindow) -> None:
+    qtbot.waitUntil(lambda: window.last_shown is not None and len(window.last_shown.result.faces) > 0,
+                    timeout=FRAME_TIMEOUT_MS)
+
+
+def test_without_a_camera_the_window_starts_on_the_sample_and_frames_arrive(make_window, qtbot):
+    window = make_window()
+    assert window.picker.current_spec() == "sample"
+    wait_frames(qtbot, window, 5)
+    assert window.is_running()
+    assert window.last_shown.result.frame.source_id.endswith("sample.mp4")
+    stats = window.stats_label.text()
+    assert "fps" in stats and "detect" in stats and "model" in stats and " ms" in stats
+    assert "dropped" in stats and "CPU" in stats
+
+
+def test_labels_are_drawn_on_the_faces_in_the_view(make_window, qtbot):
+    window = make_window(source="sample")
+    wait_faces(qtbot, window)
+    shown = window.last_shown  # what the view paints now (no event is processed before grab)
+    grabbed = qimage_to_bgr(window.view.grab().toImage())
+    assert window.last_shown is shown
+    faces, spec = shown.result.faces, window.pipeline.spec
+    fh, fw = shown.image_bgr.shape[:2]
+    r = window.view.image_rect()
+    s = r.width() / fw
+    assert abs(r.height() / fh - s) < 0.01  # aspect ratio kept
+    raw = shown.result.frame.image_bgr
+    labels = Renderer().layout((fw, fh), faces, spec)
+    assert len(labels) == len(faces) > 0
+    for i, label in enumerate(labels):
+        x0, y0, x1, y1 = label.rect
+        inner = grabbed[r.y() + round(y0 * s) + 2:r.y() + round(y1 * s) - 2,
+                        r.x() + round(x0 * s) + 2:r.x() + round(x1 * s) - 2]
+        assert colour_share(inner, label.color_bgr) > 0.4, f"label {i} not painted in its track colour"
+        assert colour_share(raw[y0:y1, x0:x1], label.color_bgr) < 0.2  # the colour is ours, not the photo's
+        bx0, by0, _, by1 = faces.xyxy[i]  # the box's left edge, below its label
+        strip = grabbed[r.y() + round(by0 * s) + 4:r.y() + round(by1 * s) - 4,
+                        r.x() + round(bx0 * s) - 2:r.x() + round(bx0 * s) + 3]
+        assert colour_share(strip, label.color_bgr) > 0.15, f"box {i} edge not drawn"
+
+
+def test_side_panel_lists_each_face_with_every_task(make_window, qtbot):
+    window = make_window(source="sample")
+    wait_faces(qtbot, window)
+    faces, spec = window.last_shown.result.faces, window.pipeline.spec
+    rows = window.face_panel.texts()
+    assert len(rows) == len(faces)
+    header = [window.face_panel.horizontalHeaderItem(c).text() for c in range(window.face_panel.columnCount())]
+    assert header == ["face"] + [t.name for t in spec.tasks]
+    for i, row in enumerate(rows):
+        assert row[0] == f"#{int(faces.track_id[i])}"
+        assert row[1:] == [format_value(t, faces.tasks[t.name], i) for t in spec.tasks]
+
+
+def test_recording_writes_a_playable_annotated_video(make_window, qtbot, tmp_path):
+    record_dir = tmp_path / "recordings"
+    window = make_window(source="sample", record_dir=str(record_dir))
+    wait_frames(qtbot, window, 2)
+    window.record_action.trigger()
+    assert window.record_action.isChecked()
+    assert "Recording to" in window.message()
+    wait_frames(qtbot, window, 8)
+    window.record_action.trigger()
+    qtbot.waitUntil(lambda: window.last_recording is not None, timeout=10_000)
+    path = window.last_recording
+    assert path.parent == record_dir and path.suffix == ".mp4"
+    assert f"Saved recording: {path}" in window.message()
+    frames, size = count_frames(path)
+    assert frames >= 8
+    assert size == window.last_shown.result.frame.size_wh
+    assert not window.record_action.isChecked()
+    assert not list(record_dir.glob("*.part.mp4"))
+
+
+def test_a_text_file_named_mp4_shows_the_error_and_the_window_stays_usable(make_window, qtbot, text_named_mp4):
+    window = make_window(source="sample")
+    wait_frames(qtbot, window, 1)
+    window.open_file(text_named_mp4)
+    qtbot.waitUntil(lambda: "not a readable video" in window.message(), timeout=10_000)
+    assert window.message().startswith(str(text_named_mp4))
+    assert window.error_box is not None and window.error_box.isVisible()
+    assert str(text_named_mp4) in window.error_box.text()
+    qtbot.waitUntil(lambda: not window.is_running(), timeout=5_000)
+    window.error_box.close()
+    window.picker.activated.emit(window.picker.findData("sample"))  # as if picked in the combo
+    wait_frames(qtbot, window, 3)
+    assert window.last_shown.result.frame.source_id.endswith("sample.mp4")
+
+
+@pytest.mark.skipif("CUDAExecutionProvider" in available_providers(), reason="this machine has CUDA")
+def test_choosing_cuda_without_it_says_so_and_keeps_cpu(make_window, qtbot):
+    window = make_window(source="sample", backend="cpu")
+    wait_frames(qtbot, window, 1)
+    before = window.pipeline
+    window.backend_actions["cuda"].trigger()
+    qtbot.waitUntil(lambda: not window.is_loading() and window.error_box is not None, timeout=15_000)
+    assert "the CUDA backend was requested but this onnxruntime has no CUDAExecutionProvider" in window.message()
+    assert window.pipeline is before and window.pipeline.provider == "CPUExecutionProvider"
+    assert window.settings.backend == "cpu"
+    assert window.backend_actions["cpu"].isChecked() and not window.backend_actions["cuda"].isChecked()
+    assert load_settings(open_qsettings()).backend == "cpu"
+    wait_frames(qtbot, window, 2)  # still playing on the old pipeline
+
+
+def test_a_bad_model_is_refused_and_a_good_one_swapped_in(make_window, qtbot, model_without_description,
+                                                         tiny_model_path):
+    window = make_window(source="sample")
+    wait_frames(qtbot, window, 1)
+    before = window.pipeline
+    window.load_model(model_without_description)
+    qtbot.waitUntil(lambda: not window.is_loading() and window.error_box is not None, timeout=15_000)
+    assert "no FaceAttr description" in window.message() and str(model_without_description) in window.message()
+    assert window.pipeline is before
+    window.load_model(tiny_model_path)
+    qtbot.waitUntil(lambda: window.pipeline is not before, timeout=15_000)
+    assert window.pipeline.spec.name == "tiny-test-fixture"
+    assert window.settings.model_path == str(tiny_model_path)
+    wait_frames(qtbot, window, 2)  # the source restarted on the new model
+
+
+def test_pause_holds_the_picture_and_stop_joins_the_thread(make_window, qtbot):
+    window = make_window(source="sample")
+    wait_frames(qtbot, window, 2)
+    window.pause()
+    qtbot.wait(400)  # frames already in flight land
+    held = window.frames_shown
+    qtbot.wait(600)
+    assert window.frames_shown == held
+    assert window.play_action.isEnabled() and not window.pause_action.isEnabled()
+    window.play()
+    wait_frames(qtbot, window, 2)
+    thread = window._run.thread
+    window.stop()
+    assert not thread.isRunning() and not window.is_running()
+    assert window.play_action.isEnabled() and not window.stop_action.isEnabled()
+
+
+def test_dropping_a_file_on_the_window_plays_it(make_window, qtbot, short_clip):
+    window = make_window(source="sample")
+    wait_frames(qtbot, window, 1)
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(short_clip))])
+    enter = QDragEnterEvent(QPointF(50, 50), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton,
+                            Qt.KeyboardModifier.NoModifier)
+    QApplication.sendEvent(window, enter)
+    assert enter.isAccepted()
+    drop = QDropEvent(QPointF(50, 50), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton,
+                      Qt.KeyboardModifier.NoModifier)
+    QApplication.sendEvent(window, drop)
+    assert window.picker.current_spec() == str(short_clip)
+    qtbot.waitUntil(lambda: window.last_shown is not None
+                    and window.last_shown.result.frame.source_id == str(short_clip), timeout=FRAME_TIMEOUT_MS)
+
+
+def test_closing_remembers_the_source_and_the_next_window_starts_there(make_window, qtbot, short_clip,
+                                                                      app_model_path):
+    window = make_window(source=str(short_clip), detect_every=2)
+    wait_frames(qtbot, window, 1)
+    thread = window._run.thread
+    window.close()
+    assert not thread.isRunning()
+    saved = load_settings(open_qsettings())
+    assert saved.source == str(short_clip) and saved.model_path == str(app_model_path)
+    assert saved.detect_every == 2 and saved.backend == "cpu" and saved.geometry
+    again = make_window(**{k: getattr(saved, k) for k in ("source", "detect_every", "geometry")})
+    assert again.picker.current_spec() == str(short_clip)
+    assert again.detect_every_actions[2].isChecked()
+    wait_frames(qtbot, again, 1)
+
+
+def test_the_view_keeps_the_aspect_ratio(qtbot):
+    from app.video_view import VideoView
+
+    view = VideoView()
+    qtbot.addWidget(view)
+    view.resize(800, 300)
+    view.set_frame(np.full((480, 640, 3), (0, 0, 255), np.uint8))
+    r = view.image_rect()
+    assert (r.width(), r.height()) == (400, 300) and r.x() == 200
+    grabbed = qimage_to_bgr(view.grab().toImage())
+    assert colour_share(grabbed[:, 210:590], (0, 0, 255), 5) == 1.0
+    assert colour_share(grabbed[:, :190], (0, 0, 0), 5) == 1.0
+
+
+def test_the_gui_entry_point_opens_the_window_and_plays_the_chosen_source(qapp, app_model_path):
+    """``faceattr --model M --backend cpu --source sample``, through ``main`` and Qt's event loop."""
+    from PySide6.QtCore import QTimer
+
+    from app.__main__ import main
+
+    seen: dict = {}
+    deadline = time.monotonic() + 30
+
+    def check() -> None:
+        windows = [w for w in QApplication.topLevelWidgets() if isinstance(w, MainWindow) and w.isVisible()]
+        if windows and (windows[0].frames_shown >= 3 or time.monotonic() > deadline):
+            seen.update(frames=windows[0].frames_shown, spec=windows[0].picker.current_spec(),
+                        provider=windows[0].pipeline and windows[0].pipeline.provider)
+            windows[0].close()  # closing the last window ends the event loop
+        elif time.monotonic() > deadline:
+            qapp.quit()
+        else:
+            QTimer.singleShot(50, check)
+
+    QTimer.singleShot(50, check)
+    assert main(["--model", str(app_model_path), "--backend", "cpu", "--source", "sample"]) == 0
+    assert seen["frames"] >= 3 and seen["spec"] == "sample" and seen["provider"] == "CPUExecutionProvider"
+    saved = load_settings(open_qsettings())
+    assert saved.model_path == str(app_model_path.resolve()) and saved.source == "sample"
+
+
+def test_a_file_that_breaks_midway_plays_its_frames_then_says_why_it_ended(make_window, qtbot, truncated_clip):
+    window = make_window(source="sample")
+    wait_frames(qtbot, window, 1)
+    window.open_file(truncated_clip)
+    qtbot.waitUntil(lambda: "truncated or damaged" in window.message(), timeout=FRAME_TIMEOUT_MS)
+    assert window.message().startswith(f"{truncated_clip}: ended early at frame ")
+    assert window.last_shown.result.frame.source_id == str(truncated_clip)
+    assert window.error_box is not None and not window.is_running()
+    window.play()  # plays it again from the start: the window is still usable
+    wait_frames(qtbot, window, 2)

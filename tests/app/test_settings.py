@@ -1,0 +1,31 @@
+"""Settings survive a round trip through QSettings and never touch the user's store."""
+from __future__ import annotations
+
+from PySide6.QtCore import QSettings
+
+from app.settings import AppSettings, load_settings, open_qsettings, save_settings
+
+
+def test_settings_round_trip_through_the_isolated_store(isolated_settings):
+    chosen = AppSettings(source="camera:HD Webcam", model_path="/models/m.onnx", backend="cpu",
+                         detector="cnn", upsample=1, detect_max_width=800, detect_every=3,
+                         record_dir="/videos/faceattr", geometry=b"\x01\xd9\xd0\xcb geometry")
+    store = open_qsettings()
+    assert store.fileName() == str(isolated_settings)
+    save_settings(store, chosen)
+    assert isolated_settings.is_file()
+    assert load_settings(QSettings(str(isolated_settings), QSettings.Format.IniFormat)) == chosen
+
+
+def test_an_empty_store_gives_the_defaults():
+    assert load_settings(open_qsettings()) == AppSettings()
+
+
+def test_invalid_stored_values_fall_back_to_their_defaults(isolated_settings):
+    store = QSettings(str(isolated_settings), QSettings.Format.IniFormat)
+    for key, value in {"backend": "quantum", "detector": "eyes", "detect_every": "zero",
+                       "upsample": 99, "source": "sample"}.items():
+        store.setValue(key, value)
+    store.sync()
+    loaded = load_settings(open_qsettings())
+    assert loaded == AppSettings(source="sample")

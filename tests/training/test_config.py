@@ -1,0 +1,86 @@
+"""Training configs: presets load, values are the thesis's, bad keys and values are named."""
+from __future__ import annotations
+
+import pytest
+
+from training.config import Config, ConfigError, config_from_dict, list_presets, load_config
+
+PRESETS = ("utkface_thesis", "utkface_single_gender", "utkface_single_race", "utkface_single_age",
+           "utkface_baseline", "celeba_thesis")
+
+
+@pytest.mark.parametrize("name", PRESETS)
+def test_every_preset_loads_and_round_trips_through_the_checkpoint_dict(name):
+    cfg = load_config(name)
+    assert cfg.name == name
+    assert config_from_dict(cfg.to_dict()) == cfg
+    assert (cfg.optim.lr, cfg.optim.weight_decay, cfg.optim.plateau_factor) == (3e-5, 1e-5, 0.1)
+
+
+def test_presets_are_exactly_the_shipped_files():
+    assert set(list_presets()) == set(PRESETS)
+
+
+def test_thesis_preset_is_the_thesis_setup():
+    cfg = load_config("utkface_thesis")
+    assert cfg.model.tasks == ("gender", "race", "age") and cfg.model.backbone == "dlib-resnet29"
+    assert (cfg.weighting.kind, cfg.weighting.lam) == ("loss_weight_layer", 0.1)
+    assert cfg.freeze.early_freeze and cfg.data.protocol == "coral"
+    assert cfg.to_dict()["weighting"]["lambda"] == 0.1
+
+
+def test_single_task_and_baseline_presets_differ_from_the_thesis_where_the_thesis_says():
+    for task in ("gender", "race", "age"):
+        cfg = load_config(f"utkface_single_{task}")
+        assert cfg.model.tasks == (task,) and cfg.weighting.kind == "equal" and not cfg.freeze.early_freeze
+    base = load_config("utkface_baseline")
+    assert base.model.shared_dims == () and base.model.head_dim == 0
+    assert base.speed.frozen_stages == -1 and base.speed.cache_stem
+    celeba = load_config("celeba_thesis")
+    assert celeba.data.dataset == "celeba" and celeba.data.attributes == ("Male", "Young")
+
+
+def test_a_path_works_as_well_as_a_preset_name(tmp_path):
+    path = tmp_path / "mine.toml"
+    path.write_text('seed = 7\n[model]\nshared_dims = [64, 32]\n')
+    cfg = load_config(path)
+    assert (cfg.name, cfg.seed, cfg.model.shared_dims) == ("mine", 7, (64, 32))
+    assert cfg.optim == Config().optim  # what a file leaves out keeps the default
+
+
+@pytest.mark.parametrize("text, message", [
+    ("[model]\nshared_dim = [64]\n", "unknown key 'model.shared_dim'"),
+    ("learning_rate = 0.1\n", "unknown key 'learning_rate'"),
+    ("[optimiser]\nlr = 0.1\n", "unknown key 'optimiser'"),
+    ("[weighting]\nlam = 0.2\n", "unknown key 'weighting.lam'"),
+    ("[optim]\nlr = \"fast\"\n", "'optim.lr': expected float, got 'fast'"),
+    ("[optim]\nepochs = 2.5\n", "'optim.epochs': expected int"),
+    ("[freeze]\nearly_freeze = 1\n", "'freeze.early_freeze': expected bool"),
+    ("[model]\nshared_dims = [\"big\"]\n", "'model.shared_dims': expected tuple"),
+    ("[weighting]\nkind = \"gradnorm\"\n", "'weighting.kind' is 'gradnorm', not one of loss_weight_layer"),
+    ("model = 3\n", "[model] must be a table"),
+    ("[model\n", "not valid TOML"),
+])
+def test_a_bad_key_or_value_is_a_config_error_naming_it(tmp_path, text, message):
+    path = tmp_path / "bad.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as e:
+        load_config(path)
+    assert message in str(e.value) and "bad.toml" in str(e.value)
+
+
+def test_an_unknown_key_error_lists_the_known_keys(tmp_path):
+    path = tmp_path / "bad.toml"
+    path.write_text("[freeze]\npatiense = 3\n")
+    with pytest.raises(ConfigError, match=r"known in \[freeze\]: early_freeze, early_stop_patience, patience"):
+        load_config(path)
+
+
+def test_a_missing_preset_names_the_presets_there_are():
+    with pytest.raises(ConfigError, match="no such config file or preset .*utkface_thesis"):
+        load_config("utkface_thesys")
+
+
+def test_integers_are_accepted_for_float_fields():
+    cfg = config_from_dict({"optim": {"lr": 1}, "weighting": {"lambda": 1}})
+    assert cfg.optim.lr == 1.0 and isinstance(cfg.optim.lr, float) and cfg.weighting.lam == 1.0

@@ -1,0 +1,131 @@
+"""python -m training.fit end to end on a tiny dataset made here from the astronaut photo."""
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from training.chips import ChipCache
+from training.data import load_utkface, utk_tasks
+from training.fit import main, metric_sum
+from training.model import build_from_checkpoint
+from tests.training.training_fixtures import TinyBackbone, make_tiny_utkface, write_config  # registers "tiny-test"
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    return make_tiny_utkface(tmp_path_factory.mktemp("tiny-utkface"))
+
+
+def fit(tiny, config, out, *more):
+    return main(["--config", str(config), "--data", str(tiny["images"]), "--chips", str(tiny["chips"]),
+                 "--out", str(out), *more])
+
+
+def read_log(path):
+    with path.open(newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_fit_writes_checkpoints_log_and_curves_and_resume_continues_exactly(tiny, tmp_path, capsys):
+    config = write_config(tmp_path / "tiny.toml", tiny["splits"])
+    assert fit(tiny, config, tmp_path / "straight", "--epochs", "3") == 0
+    assert fit(tiny, config, tmp_path / "resumed", "--epochs", "2") == 0
+    assert len(read_log(tmp_path / "resumed" / "log.csv")) == 2
+    assert main(["--resume", "--out", str(tmp_path / "resumed"), "--epochs", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "resumed from" in out and "best epoch" in out.splitlines()[-1]
+
+    straight, resumed = read_log(tmp_path / "straight" / "log.csv"), read_log(tmp_path / "resumed" / "log.csv")
+    assert [r["epoch"] for r in resumed] == ["1", "2", "3"]
+    for a, b in zip(straight, resumed):
+        assert {k: v for k, v in a.items() if k != "seconds"} == {k: v for k, v in b.items() if k != "seconds"}
+    a = torch.load(tmp_path / "straight" / "last.pt", weights_only=True)
+    b = torch.load(tmp_path / "resumed" / "last.pt", weights_only=True)
+    for k, v in a["model_state"].items():
+        assert torch.equal(v, b["model_state"][k]), k
+    assert a["weighting_state"]["logits"].tolist() == b["weighting_state"]["logits"].tolist()
+
+    row = straight[-1]
+    assert set(row) >= {"lr", "val_loss_gender", "train_loss_race", "weight_age", "gender_acc", "race_acc",
+                        "age_mae", "frozen", "events"}
+    weights = [float(row[f"weight_{t}"]) for t in ("gender", "race", "age") if row[f"weight_{t}"]]
+    assert sum(weights) == pytest.approx(1.0, abs=1e-5)
+    assert (tmp_path / "straight" / "curves.png").read_bytes()[:4] == b"\x89PNG"
+    assert (tmp_path / "straight" / "best.pt").is_file()
+    assert a["format"] == "faceattr-ckpt/1" and a["epoch"] == 3 and len(a["history"]) == 3
+    assert a["config"]["model"]["backbone"] == "tiny-test" and a["backbone"] == "tiny-test"
+
+
+def test_best_checkpoint_rebuilds_the_net_that_scored_the_logged_validation_metrics(tiny, tmp_path):
+    config = write_config(tmp_path / "tiny.toml", tiny["splits"])
+    assert fit(tiny, config, tmp_path / "run", "--epochs", "2") == 0
+    ckpt = torch.load(tmp_path / "run" / "best.pt", weights_only=True)
+    net = build_from_checkpoint(ckpt)
+    valid = load_utkface("coral", tiny["images"], tiny["splits"]).valid
+    cache = ChipCache.open(tiny["chips"])
+    chips = torch.from_numpy(np.stack([cache.chips[cache.row_of[s.file]] for s in valid]))
+    tasks = {t.name: t for t in utk_tasks("coral")}
+    with torch.no_grad():
+        out = net(chips)
+    gender = torch.tensor([s.targets["gender"] for s in valid])
+    age01 = torch.tensor([(s.targets["age"] - 21) / 39 for s in valid])
+    assert metric_sum(tasks["gender"], out["gender"], gender) / len(valid) == pytest.approx(
+        ckpt["best"]["metrics"]["gender_acc"])
+    assert metric_sum(tasks["age"], out["age"], age01) / len(valid) == pytest.approx(
+        ckpt["best"]["metrics"]["age_mae"], rel=1e-5)
+
+
+def test_frozen_stages_train_from_the_stem_cache_and_stay_fixed(tiny, tmp_path):
+    config = write_config(tmp_path / "stem.toml", tiny["splits"], """
+speed.frozen_stages = 1
+speed.cache_stem = true
+model.age_kind = "expectation"
+weighting.kind = "uncertainty"
+freeze.early_freeze = false""")
+    stems = tiny["chips"] / "stems"
+    before = set(stems.glob("*.npy")) if stems.is_dir() else set()
+    assert fit(tiny, config, tmp_path / "run1", "--epochs", "2") == 0
+    made = sorted(set(stems.glob("*.npy")) - before)
+    assert [p.name.split("-")[3] for p in made] == ["train", "valid"]
+    meta = {p.name.split("-")[3]: json.loads(p.with_suffix(".json").read_text()) for p in made}
+    assert meta["train"]["views"] == 2 and meta["valid"]["views"] == 1  # flip: the chip and its mirror
+    assert np.load(made[0], mmap_mode="r").dtype == np.float16
+
+    ckpt = torch.load(tmp_path / "run1" / "last.pt", weights_only=True)
+    torch.manual_seed(0)  # fit seeds with the config's seed (0) before it builds the backbone
+    fresh = TinyBackbone().state_dict()
+    for k, v in fresh.items():
+        got = ckpt["model_state"][f"backbone.{k}"]
+        if k.startswith("stages.0."):
+            assert torch.equal(got, v), k  # frozen: weights and BatchNorm statistics untouched
+    assert not torch.equal(ckpt["model_state"]["backbone.stages.1.0.weight"], fresh["stages.1.0.weight"])
+    assert ckpt["tasks"][2]["kind"] == "expectation" and len(ckpt["tasks"][2]["bins"]) == 40
+    assert float(read_log(tmp_path / "run1" / "log.csv")[-1]["age_mae"]) < 40
+
+    mtimes = {p: p.stat().st_mtime_ns for p in made}
+    assert fit(tiny, config, tmp_path / "run2", "--epochs", "1") == 0  # same key: the cache is reused
+    assert {p: p.stat().st_mtime_ns for p in made} == mtimes and set(stems.glob("*.npy")) - before == set(made)
+
+
+def test_bad_runs_stop_with_one_clear_sentence(tiny, tmp_path, capsys):
+    config = write_config(tmp_path / "tiny.toml", tiny["splits"])
+    assert fit(tiny, config, tmp_path / "run", "--epochs", "1") == 0
+    capsys.readouterr()
+    assert fit(tiny, config, tmp_path / "run", "--epochs", "1") == 2
+    assert "already holds a run (last.pt); pass --resume" in capsys.readouterr().err
+    assert main(["--resume", "--out", str(tmp_path / "nothing")]) == 2
+    assert "nothing to resume (no last.pt)" in capsys.readouterr().err
+    assert main(["--config", str(config), "--data", str(tiny["images"]), "--chips", str(tmp_path / "no-chips"),
+                 "--out", str(tmp_path / "run2")]) == 2
+    assert "no chip cache here" in capsys.readouterr().err
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[optim]\nlearning_rate = 1\n")
+    assert fit(tiny, bad, tmp_path / "run3") == 2
+    assert "unknown key 'optim.learning_rate'" in capsys.readouterr().err
+    wrong_task = write_config(tmp_path / "task.toml", tiny["splits"], 'model.tasks = ["gender", "smile"]')
+    assert fit(tiny, wrong_task, tmp_path / "run4") == 2
+    assert "model.tasks names ['smile']" in capsys.readouterr().err

@@ -1,0 +1,392 @@
+"""Evaluate a model on a dataset's test split(s): metrics.json + report.md with plots.
+
+    python -m training.evaluate assets/models/faceattr-utkface.onnx --data ../shared/data/utkface \\
+        --protocol coral --chips cache/utkface -o reports/utk
+    python -m training.evaluate MODEL.onnx --data DIR --protocol coral --from-images -o OUT
+    python -m training.evaluate runs/utk/best.pt --data DIR --protocol coral --chips CACHE -o OUT
+
+A ``.onnx`` model is evaluated THROUGH THE ENGINE (``engine.model.FaceAttrModel``: its
+session, its decoding), so the published number is the app's. ``--chips`` reads chips from a
+cache made by ``training.chips`` (the engine's alignment); ``--from-images`` runs the engine's
+own detector + aligner on every image, as the app does (images where no face is found are
+counted and reported). A ``.pt`` checkpoint runs in torch through the export wrapper.
+
+Metrics per task: accuracy, per-class accuracy and confusion matrix (binary, multiclass);
+MAE, CS@5 (share of |error| <= 5) and bias (regression, expectation); for UTKFace a per-group
+table (gender accuracy and age MAE by race x gender). Every listed file is either evaluated
+or counted under a skip reason. UTKFace protocols report ``test`` and ``test_dedup``.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Mapping, Sequence
+
+import cv2
+import numpy as np
+
+from engine.modelspec import TaskSpec
+from training.data import DataError, Sample, load_celeba, load_utkface_part
+
+PROTOCOLS = ("coral", "full", "celeba")
+CS_YEARS = 5.0
+BATCH = 64
+REFERENCE = {"label": "thesis (seeds/003), CORAL test", "gender_acc": 0.9847, "race_acc": 0.8756, "age_mae": 4.68}
+CACHE_REASONS = {"no_face": "no face found", "unreadable": "unreadable image"}
+
+
+class EvaluateError(RuntimeError):
+    """Evaluation cannot run as asked; the message names the input and the reason."""
+
+
+# ---------------------------------------------------------------- predictors
+
+@dataclass(frozen=True)
+class Predictor:
+    """uint8 chips [N,150,150,3] -> decoded value per task ([N]: label index or value in unit)."""
+
+    tasks: tuple[TaskSpec, ...]
+    name: str
+    runtime: str  # "onnxruntime (engine), CPUExecutionProvider" / "torch"
+    predict: Callable[[np.ndarray], dict[str, np.ndarray]]
+
+
+def decode_contract(tasks: Sequence[TaskSpec], raw: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Contract outputs -> values, as the engine decodes them (used for torch checkpoints)."""
+    out = {}
+    for t in tasks:
+        r = np.asarray(raw[t.name], np.float64)
+        if t.kind == "binary":
+            out[t.name] = (r.reshape(-1) > 0.5).astype(np.float64)
+        elif t.kind == "multiclass":
+            out[t.name] = r.argmax(axis=1).astype(np.float64)
+        elif t.kind == "expectation":
+            out[t.name] = r @ np.asarray(t.bins, np.float64)
+        elif t.kind == "regression":
+            out[t.name] = r.reshape(-1)
+    return out
+
+
+def onnx_predictor(path: Path, backend: str = "auto") -> Predictor:
+    from engine.model import FaceAttrModel, ModelLoadError
+
+    try:
+        model = FaceAttrModel.load(path, backend=backend)
+    except (ModelLoadError, RuntimeError) as e:
+        raise EvaluateError(str(e)) from e
+
+    def predict(chips: np.ndarray) -> dict[str, np.ndarray]:
+        decoded = model.decode(model.predict_raw(chips))
+        return {name: np.asarray(p.value, np.float64) for name, p in decoded.items()}
+
+    return Predictor(model.spec.tasks, model.spec.name, f"onnxruntime through the engine ({model.provider})", predict)
+
+
+def torch_predictor(path: Path) -> Predictor:
+    import torch
+
+    from training.export import ExportError, ExportWrapper, load_checkpoint, net_from_checkpoint
+
+    try:
+        wrapper = ExportWrapper(net_from_checkpoint(load_checkpoint(path), str(path))).eval()
+    except ExportError as e:
+        raise EvaluateError(str(e)) from e
+
+    def predict(chips: np.ndarray) -> dict[str, np.ndarray]:
+        with torch.no_grad():
+            outs = wrapper(torch.from_numpy(np.ascontiguousarray(chips)))
+        return decode_contract(wrapper.tasks, {t.name: o.numpy() for t, o in zip(wrapper.tasks, outs)})
+
+    return Predictor(wrapper.tasks, path.stem, "torch (checkpoint)", predict)
+
+
+def load_predictor(path: Path, backend: str = "auto") -> Predictor:
+    path = Path(path)
+    if not path.is_file():
+        raise EvaluateError(f"{path}: model file not found")
+    if path.suffix == ".onnx":
+        return onnx_predictor(path, backend)
+    if path.suffix in (".pt", ".pth"):
+        return torch_predictor(path)
+    raise EvaluateError(f"{path}: give an exported .onnx model or a .pt checkpoint")
+
+
+# ---------------------------------------------------------------- chips
+
+@dataclass(frozen=True)
+class Chips:
+    chips: np.ndarray  # uint8 [M,150,150,3]
+    samples: tuple[Sample, ...]  # the M samples that have a chip, in order
+    skipped: dict[str, str]  # file -> reason, for the others
+
+
+def chips_from_cache(cache_dir: Path, samples: Sequence[Sample]) -> Chips:
+    from training.chips import ChipCache
+
+    try:
+        cache = ChipCache.open(cache_dir)
+    except FileNotFoundError as e:
+        raise EvaluateError(str(e)) from e
+    rows, kept, skipped = [], [], {}
+    for s in samples:
+        row = cache.row_of.get(s.file)
+        if row is None:
+            status = cache.status_of.get(s.file)
+            skipped[s.file] = CACHE_REASONS.get(status, status) if status else "not in chip cache"
+            continue
+        rows.append(row)
+        kept.append(s)
+    chips = np.array(cache.chips[np.asarray(rows, np.int64)]) if rows else np.zeros((0, 150, 150, 3), np.uint8)
+    return Chips(chips, tuple(kept), skipped)
+
+
+def chips_from_images(image_dir: Path, samples: Sequence[Sample], detector: str = "hog", upsample: int = 0,
+                      progress: bool = True) -> Chips:
+    """The engine's own detect + align on each image (the largest face), as the app runs it."""
+    from tqdm import tqdm
+
+    from engine.align import Aligner
+    from engine.detect import create_detector
+
+    try:
+        detect = create_detector(detector, upsample=upsample)
+    except ValueError as e:
+        raise EvaluateError(str(e)) from e
+    align = Aligner.create()
+    out, kept, skipped = [], [], {}
+    for s in tqdm(samples, desc="detect+align", unit="img", disable=not progress):
+        image = cv2.imread(str(Path(image_dir) / s.file), cv2.IMREAD_COLOR)
+        if image is None:
+            skipped[s.file] = "unreadable image"
+            continue
+        faces = detect(image)
+        if len(faces) == 0:
+            skipped[s.file] = "no face found"
+            continue
+        areas = (faces.xyxy[:, 2] - faces.xyxy[:, 0]) * (faces.xyxy[:, 3] - faces.xyxy[:, 1])
+        _, chips = align(image, faces.take(np.array([int(np.argmax(areas))])))
+        out.append(chips[0])
+        kept.append(s)
+    chips = np.stack(out) if out else np.zeros((0, 150, 150, 3), np.uint8)
+    return Chips(chips, tuple(kept), skipped)
+
+
+def predict_all(predictor: Predictor, chips: np.ndarray, batch: int = BATCH) -> dict[str, np.ndarray]:
+    parts = [predictor.predict(chips[i:i + batch]) for i in range(0, len(chips), batch)]
+    return {t.name: np.concatenate([p[t.name] for p in parts]) if parts else np.zeros(0)
+            for t in predictor.tasks if t.kind != "landmarks"}
+
+
+# ---------------------------------------------------------------- metrics
+
+def _ratio(num: float, den: float) -> float | None:
+    return float(num / den) if den else None
+
+
+def classification_metrics(task: TaskSpec, truth: np.ndarray, pred: np.ndarray) -> dict:
+    c = len(task.labels)
+    truth, pred = truth.astype(int), pred.astype(int)
+    confusion = np.zeros((c, c), np.int64)
+    np.add.at(confusion, (truth, pred), 1)
+    per_class = {label: _ratio(confusion[i, i], confusion[i].sum()) for i, label in enumerate(task.labels)}
+    return {"kind": task.kind, "n": int(len(truth)), "accuracy": _ratio(np.trace(confusion), confusion.sum()),
+            "labels": list(task.labels), "per_class": per_class, "confusion": confusion.tolist()}
+
+
+def value_metrics(task: TaskSpec, truth: np.ndarray, pred: np.ndarray) -> dict:
+    err = pred - truth
+    n = len(err)
+    return {"kind": task.kind, "unit": task.unit, "n": int(n),
+            "mae": float(np.abs(err).mean()) if n else None,
+            "cs5": float((np.abs(err) <= CS_YEARS).mean()) if n else None,
+            "bias": float(err.mean()) if n else None,
+            "rmse": float(np.sqrt((err ** 2).mean())) if n else None}
+
+
+def group_table(tasks: Mapping[str, TaskSpec], truth: Mapping[str, np.ndarray],
+                pred: Mapping[str, np.ndarray]) -> list[dict]:
+    """Gender accuracy and age MAE for every race x gender group (true labels), UTKFace only."""
+    if not {"gender", "race"} <= tasks.keys():
+        return []
+    rows = []
+    for r, race in enumerate(tasks["race"].labels):
+        for g, gender in enumerate(tasks["gender"].labels):
+            m = (truth["race"].astype(int) == r) & (truth["gender"].astype(int) == g)
+            n = int(m.sum())
+            row = {"race": race, "gender": gender, "n": n,
+                   "gender_acc": _ratio((pred["gender"][m] == truth["gender"][m]).sum(), n)}
+            if "age" in tasks:
+                row["age_mae"] = float(np.abs(pred["age"][m] - truth["age"][m]).mean()) if n else None
+            rows.append(row)
+    return rows
+
+
+def compute_metrics(tasks: Sequence[TaskSpec], truth: Mapping[str, np.ndarray],
+                    pred: Mapping[str, np.ndarray]) -> dict:
+    """Per-task blocks, headline keys (<task>_acc, <task>_mae, <task>_cs5) and the group table."""
+    out: dict = {"tasks": {}}
+    for t in tasks:
+        if t.kind in ("binary", "multiclass"):
+            block = classification_metrics(t, truth[t.name], pred[t.name])
+            out[f"{t.name}_acc"] = block["accuracy"]
+        else:
+            block = value_metrics(t, truth[t.name], pred[t.name])
+            out[f"{t.name}_mae"] = block["mae"]
+            out[f"{t.name}_cs5"] = block["cs5"]
+        out["tasks"][t.name] = block
+    out["groups"] = group_table({t.name: t for t in tasks}, truth, pred)
+    return out
+
+
+# ---------------------------------------------------------------- evaluation
+
+@dataclass(frozen=True)
+class SplitResult:
+    name: str
+    metrics: dict
+    files: tuple[str, ...]
+    truth: dict[str, np.ndarray]
+    pred: dict[str, np.ndarray]
+
+
+class Memo:
+    """Predictions (or skip reasons) per file, so a file in several splits is run once."""
+
+    def __init__(self) -> None:
+        self.pred: dict[str, dict[str, float]] = {}
+        self.skipped: dict[str, str] = {}
+
+    def todo(self, samples: Sequence[Sample]) -> list[Sample]:
+        return [s for s in samples if s.file not in self.pred and s.file not in self.skipped]
+
+    def add(self, predictor: Predictor, chips: Chips) -> None:
+        pred = predict_all(predictor, chips.chips)
+        for i, s in enumerate(chips.samples):
+            self.pred[s.file] = {name: float(v[i]) for name, v in pred.items()}
+        self.skipped.update(chips.skipped)
+
+
+def evaluate_split(predictor: Predictor, name: str, samples: Sequence[Sample], loader_skipped: Mapping[str, int],
+                   memo: Memo) -> SplitResult:
+    """Metrics of one split from the memo (every sample must be in it: predicted or skipped)."""
+    data_tasks = set(samples[0].targets) if samples else set()
+    tasks = [t for t in predictor.tasks if t.name in data_tasks and t.kind != "landmarks"]
+    if samples and not tasks:
+        raise EvaluateError(f"the model's tasks ({', '.join(t.name for t in predictor.tasks)}) and the data's "
+                            f"({', '.join(sorted(data_tasks))}) have none in common")
+    done = [s for s in samples if s.file in memo.pred]
+    truth = {t.name: np.array([s.targets[t.name] for s in done], np.float64) for t in tasks}
+    pred = {t.name: np.array([memo.pred[s.file][t.name] for s in done], np.float64) for t in tasks}
+    skipped = Counter(loader_skipped)
+    skipped.update(memo.skipped[s.file] for s in samples if s.file not in memo.pred)
+    listed = len(samples) + sum(loader_skipped.values())
+    metrics = {"listed": listed, "evaluated": len(done), "skipped": dict(skipped),
+               **compute_metrics(tasks, truth, pred)}
+    return SplitResult(name, metrics, tuple(s.file for s in done), truth, pred)
+
+
+def load_split(protocol: str, data: Path, split: str, splits_dir: Path | None,
+               attributes: Sequence[str]) -> tuple[tuple[Sample, ...], dict[str, int]]:
+    try:
+        if protocol == "celeba":
+            if split != "test":
+                raise EvaluateError(f"CelebA has no '{split}' split (only test)")
+            s = load_celeba(data, attributes)
+            return s.test, {}
+        samples, skipped, _ = load_utkface_part(protocol, data, split, splits_dir)
+        return samples, skipped
+    except DataError as e:
+        raise EvaluateError(str(e)) from e
+
+
+def write_predictions(path: Path, result: SplitResult) -> None:
+    names = list(result.truth)
+    with path.open("w", newline="") as f:
+        w = csv.writer(f, lineterminator="\n")
+        w.writerow(["file"] + [f"{n}_true" for n in names] + [f"{n}_pred" for n in names])
+        for i, file in enumerate(result.files):
+            w.writerow([file] + [f"{result.truth[n][i]:g}" for n in names] + [f"{result.pred[n][i]:.4g}" for n in names])
+
+
+def evaluate(model: Path, data: Path, protocol: str, out_dir: Path, chips_dir: Path | None = None,
+             from_images: bool = False, splits: Sequence[str] | None = None, splits_dir: Path | None = None,
+             attributes: Sequence[str] = ("Male", "Young"), backend: str = "auto", detector: str = "hog",
+             upsample: int = 0, progress: bool = True, command: str = "") -> dict:
+    """Evaluate ``model`` on each split; write metrics.json, report.md, plots, predictions; return the metrics."""
+    if protocol not in PROTOCOLS:
+        raise EvaluateError(f"unknown protocol '{protocol}' (choose from: {', '.join(PROTOCOLS)})")
+    if (chips_dir is None) == (not from_images):
+        raise EvaluateError("give either --chips CACHE (cached chips) or --from-images "
+                            "(the engine's detect + align on every image), not both or neither")
+    if splits is None:
+        splits = ("test",) if protocol == "celeba" else ("test", "test_dedup")
+    predictor = load_predictor(model, backend)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    image_dir = Path(data) / "img_align_celeba" if protocol == "celeba" and (Path(data) / "img_align_celeba").is_dir() \
+        else Path(data)
+    results, memo = [], Memo()
+    for split in splits:
+        samples, loader_skipped = load_split(protocol, Path(data), split, splits_dir, attributes)
+        todo = memo.todo(samples)
+        if chips_dir is not None:
+            memo.add(predictor, chips_from_cache(chips_dir, todo))
+        else:
+            memo.add(predictor, chips_from_images(image_dir, todo, detector, upsample, progress))
+        result = evaluate_split(predictor, split, samples, loader_skipped, memo)
+        write_predictions(out_dir / f"predictions_{split}.csv", result)
+        results.append(result)
+    source = (f"chip cache {chips_dir}" if chips_dir is not None
+              else f"images, engine detect ({detector}, upsample {upsample}) + dlib-5 align")
+    metrics = {
+        "format": "faceattr-eval/1", "model": str(model), "model_name": predictor.name,
+        "runtime": predictor.runtime, "data": str(data), "protocol": protocol, "source": source,
+        "command": command, "splits": {r.name: r.metrics for r in results},
+        "reference": REFERENCE if protocol == "coral" else None,
+    }
+    (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=1))
+    from training.report import write_report
+
+    write_report(metrics, results, out_dir)
+    return metrics
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m training.evaluate", description=__doc__.splitlines()[0])
+    p.add_argument("model", type=Path, help="exported .onnx (run through the engine) or a .pt checkpoint")
+    p.add_argument("--data", type=Path, required=True, help="image folder (UTKFace) or CelebA root")
+    p.add_argument("--protocol", choices=PROTOCOLS, default="coral")
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--chips", type=Path, help="chip cache made by `python -m training.chips`")
+    src.add_argument("--from-images", action="store_true", help="run the engine's detect + align on each image")
+    p.add_argument("--split", choices=("test", "test_dedup"), help="one split only (default: both for UTKFace)")
+    p.add_argument("--splits-dir", type=Path, help="protocol files (default: training/splits)")
+    p.add_argument("--attributes", nargs="+", default=["Male", "Young"], help="CelebA attributes")
+    p.add_argument("--backend", default="auto", help="ONNX Runtime backend for .onnx models (auto, cpu, cuda, tensorrt)")
+    p.add_argument("--detector", default="hog", help="with --from-images: hog or cnn")
+    p.add_argument("--upsample", type=int, default=0, help="with --from-images: detector upsampling")
+    p.add_argument("-o", "--out", type=Path, required=True, help="report folder to write")
+    args = p.parse_args(argv)
+    command = "python -m training.evaluate " + " ".join(sys.argv[1:] if argv is None else argv)
+    try:
+        metrics = evaluate(args.model, args.data, args.protocol, args.out, args.chips, args.from_images,
+                           (args.split,) if args.split else None, args.splits_dir, args.attributes, args.backend,
+                           args.detector, args.upsample, command=command)
+    except EvaluateError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    for split, m in metrics["splits"].items():
+        heads = ", ".join(f"{k} {v:.4g}" for k, v in m.items() if k.endswith(("_acc", "_mae", "_cs5")) and v is not None)
+        skipped = ", ".join(f"{r} {n}" for r, n in sorted(m["skipped"].items())) or "none"
+        print(f"{split}: {heads} ({m['evaluated']} of {m['listed']} evaluated; skipped: {skipped})")
+    print(f"wrote {args.out / 'metrics.json'} and {args.out / 'report.md'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,143 @@
+"""The human side of ``training.evaluate``: report.md with tables, PNG confusion matrices and
+age-error plots (matplotlib, Agg backend: no display needed)."""
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import TYPE_CHECKING, Sequence
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from training.evaluate import SplitResult
+
+
+def _pct(v) -> str:
+    return "–" if v is None else f"{100 * v:.2f} %"
+
+
+def _num(v, digits: int = 2) -> str:
+    return "–" if v is None else f"{v:.{digits}f}"
+
+
+def plot_confusion(path: Path, title: str, labels: Sequence[str], confusion: np.ndarray) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    confusion = np.asarray(confusion)
+    rows = confusion.sum(axis=1, keepdims=True)
+    share = np.divide(confusion, rows, out=np.zeros(confusion.shape, float), where=rows > 0)
+    fig, ax = plt.subplots(figsize=(0.9 * len(labels) + 2.2, 0.8 * len(labels) + 1.6))
+    ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
+    for i in range(len(labels)):
+        for j in range(len(labels)):
+            ax.text(j, i, f"{confusion[i, j]}\n{100 * share[i, j]:.1f}%", ha="center", va="center",
+                    color="white" if share[i, j] > 0.5 else "black", fontsize=8)
+    ax.set_xticks(range(len(labels)), labels, rotation=30)
+    ax.set_yticks(range(len(labels)), labels)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def plot_value_errors(path: Path, title: str, truth: np.ndarray, pred: np.ndarray, unit: str) -> None:
+    """Left: histogram of signed errors. Right: MAE by true value (5-unit bins)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    err = pred - truth
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.8))
+    a.hist(err, bins=np.arange(np.floor(err.min()) - 0.5, np.ceil(err.max()) + 1.5, 1.0) if len(err) else 10)
+    a.axvline(0, color="k", lw=0.8)
+    a.set_xlabel(f"predicted - true ({unit})")
+    a.set_ylabel("faces")
+    a.set_title(f"{title}: error")
+    if len(err):
+        edges = np.arange(np.floor(truth.min() / 5) * 5, truth.max() + 5, 5)
+        which = np.clip(np.digitize(truth, edges) - 1, 0, len(edges) - 1)
+        centres, maes, counts = [], [], []
+        for k in range(len(edges)):
+            m = which == k
+            if m.any():
+                centres.append(edges[k] + 2.5)
+                maes.append(np.abs(err[m]).mean())
+                counts.append(int(m.sum()))
+        b.bar(centres, maes, width=4.5)
+        for x, y, n in zip(centres, maes, counts):
+            b.text(x, y, str(n), ha="center", va="bottom", fontsize=7)
+    b.set_xlabel(f"true value ({unit}), 5-unit bins; numbers = faces")
+    b.set_ylabel(f"MAE ({unit})")
+    b.set_title(f"{title}: MAE by true value")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def _headline(metrics: dict) -> list[str]:
+    splits = metrics["splits"]
+    keys = []
+    for m in splits.values():
+        keys += [k for k in m if k.endswith(("_acc", "_mae", "_cs5")) and k not in keys]
+    head = "| | " + " | ".join(keys) + " | evaluated | skipped |"
+    lines = [head, "|" + "---|" * (len(keys) + 3)]
+    for split, m in splits.items():
+        cells = [_pct(m.get(k)) if not k.endswith("_mae") else _num(m.get(k)) for k in keys]
+        lines.append(f"| ours, {split} | " + " | ".join(cells) + f" | {m['evaluated']} | {sum(m['skipped'].values())} |")
+    ref = metrics.get("reference")
+    if ref:
+        cells = [(_pct(ref[k]) if not k.endswith("_mae") else _num(ref[k])) if k in ref else "–" for k in keys]
+        lines.append(f"| {ref['label']} | " + " | ".join(cells) + " | 3,287 images | – |")
+    return lines
+
+
+def write_report(metrics: dict, results: Sequence["SplitResult"], out_dir: Path) -> Path:
+    out_dir = Path(out_dir)
+    lines = [f"# Evaluation of `{metrics['model_name']}`", "",
+             f"- model: `{metrics['model']}` ({metrics['runtime']})",
+             f"- data: `{metrics['data']}`, protocol `{metrics['protocol']}`",
+             f"- chips: {metrics['source']}",
+             f"- date: {dt.date.today().isoformat()}"]
+    if metrics.get("command"):
+        lines.append(f"- reproduce: `{metrics['command']}`")
+    lines += ["", "`test_dedup` = the test split without the files byte-identical to a training file.",
+              "CS@5 = share of faces with |age error| <= 5 years.", "", "## Headline", ""]
+    lines += _headline(metrics)
+    for r in results:
+        m = metrics["splits"][r.name]
+        lines += ["", f"## Split `{r.name}`", "",
+                  f"{m['listed']} listed, {m['evaluated']} evaluated, skipped: "
+                  + (", ".join(f"{k} {v}" for k, v in sorted(m["skipped"].items())) or "none") + "."]
+        for name, block in m["tasks"].items():
+            lines += ["", f"### {name}", ""]
+            if block["kind"] in ("binary", "multiclass"):
+                labels = block["labels"]
+                lines.append(f"Accuracy {_pct(block['accuracy'])} over {block['n']} faces. Per class (recall): "
+                             + ", ".join(f"{k} {_pct(v)}" for k, v in block["per_class"].items()) + ".")
+                lines += ["", "| true \\ predicted | " + " | ".join(labels) + " |", "|" + "---|" * (len(labels) + 1)]
+                for label, row in zip(labels, block["confusion"]):
+                    lines.append(f"| {label} | " + " | ".join(str(v) for v in row) + " |")
+                png = f"confusion_{name}_{r.name}.png"
+                plot_confusion(out_dir / png, f"{name} ({r.name})", labels, np.array(block["confusion"]))
+                lines += ["", f"![{name} confusion]({png})"]
+            else:
+                lines.append(f"MAE {_num(block['mae'])} {block['unit']}, CS@5 {_pct(block['cs5'])}, "
+                             f"bias {_num(block['bias'])}, RMSE {_num(block['rmse'])} over {block['n']} faces.")
+                png = f"{name}_error_{r.name}.png"
+                plot_value_errors(out_dir / png, f"{name} ({r.name})", r.truth[name], r.pred[name], block["unit"])
+                lines += ["", f"![{name} error]({png})"]
+        if m["groups"]:
+            has_age = "age_mae" in m["groups"][0]
+            lines += ["", "### By race x gender (true labels)", "",
+                      "| race | gender | n | gender acc |" + (" age MAE |" if has_age else ""),
+                      "|---|---|---|---|" + ("---|" if has_age else "")]
+            for g in m["groups"]:
+                lines.append(f"| {g['race']} | {g['gender']} | {g['n']} | {_pct(g['gender_acc'])} |"
+                             + (f" {_num(g['age_mae'])} |" if has_age else ""))
+    path = out_dir / "report.md"
+    path.write_text("\n".join(lines) + "\n")
+    return path
