@@ -6,7 +6,7 @@ for a given chip never changes either. ``speed.cache_stem = true`` computes it O
 in ``<chips dir>/stems/``, and trains on ``net.forward_from_stem(h, k)``.
 
 The file name carries a key over everything the activations depend on: the backbone's
-name, k, the values of the frozen parameters and buffers, the chip cache's identity
+name, k, the tasks (their target encoding), the values of the frozen parameters and buffers, the chip cache's identity
 (its chips.npy size and mtime and index.csv), the list of samples and the flip setting.
 Change any of them and a new cache is built; an old one is never read by mistake.
 """
@@ -28,6 +28,9 @@ def stem_key(net, n_stages: int, chips_dir: Path, sample_files: Sequence[str], f
     """A hex digest over everything the cached activations depend on."""
     h = hashlib.sha1()
     h.update(f"{net.backbone.name}|{n_stages}|{flip}|{net.input_scale}|{net.mean_rgb.flatten().tolist()}".encode())
+    # The cached targets depend on each task's encoding (regression scaled by its range,
+    # expectation in the unit of its bins), so the tasks are part of the key.
+    h.update(repr([(t.name, t.kind, t.range, t.bins, t.labels) for t in net.tasks]).encode())
     frozen = net.backbone if n_stages >= len(net.backbone.stages) else net.backbone.stages[:n_stages]
     for name, t in sorted(frozen.state_dict().items()):
         h.update(name.encode())
