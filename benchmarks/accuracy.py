@@ -43,6 +43,11 @@ THESIS = [
     {"system": "thesis (published)", "dataset": "CelebA test", "gender_acc": 0.9882, "young_acc": 0.8753,
      "note": "published figures, not measured here"},
 ]
+PEER_TRAINING_DATA = {
+    "cydral": "a private set of about 110k labelled images (dlib's examples/dnn_age_predictor_ex.cpp); "
+              "whether it overlaps UTKFace is not known",
+    "levi": "Adience (Levi & Hassner, CVPR 2015 workshops): Flickr album photos, 8 age ranges; no UTKFace",
+}
 CELEBA_NOTE = ("CelebA: not measured. No CelebA-trained FaceAttr model and no CelebA data exist in this "
                "project's environment (../shared/data holds UTKFace, the CORAL split and faces-pd only).")
 
@@ -245,6 +250,7 @@ def main(argv: list[str] | None = None) -> int:
     body["systems"] = systems
     body["cache"] = (f"faces and peer predictions are reused from {cache_dir} when the data, code and settings "
                      "that made them are unchanged" if cache_dir else "off (--no-cache)")
+    body["peer_training_data"] = PEER_TRAINING_DATA
     body["levi_age_ranges"] = {f"{lo}-{hi}": (lo + hi) / 2 for lo, hi in LEVI_AGE_RANGES}
     body["elapsed_s"] = round(time.perf_counter() - t_start, 1)
     body.update(watch.done())

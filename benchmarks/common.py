@@ -110,8 +110,9 @@ def machine_info() -> dict:
 
 def command_line() -> str:
     """How this run was started, e.g. 'python -m benchmarks.speed --quick'."""
-    module = Path(sys.argv[0]).stem if sys.argv else "?"
-    return " ".join(["python", "-m", f"benchmarks.{module}", *sys.argv[1:]])
+    spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+    module = spec.name if spec is not None else f"benchmarks.{Path(sys.argv[0]).stem}"
+    return " ".join(["python", "-m", module, *sys.argv[1:]])
 
 
 def write_json(path: Path, kind: str, body: dict) -> Path:

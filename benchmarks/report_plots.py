@@ -66,7 +66,7 @@ def plot_scaling(rows: list[dict], path: Path) -> Path:
 
 def plot_network(n: dict, path: Path) -> Path:
     """ms per face vs batch size: FaceAttr's threads variants and every peer variant."""
-    fig, ax = plt.subplots(figsize=(8, 4.2))
+    fig, ax = plt.subplots(figsize=(11, 4.2))
     for name, v in n["faceattr"].items():
         b = [int(k) for k in v["batches"]]
         ax.plot(b, [r["ms_per_face"] for r in v["batches"].values()], marker="o", linewidth=2.5,
@@ -78,12 +78,17 @@ def plot_network(n: dict, path: Path) -> Path:
                     label=f"{pname} (gender+age): {vname}")
     ax.set_xscale("log", base=2)
     ax.set_yscale("log")
-    _plain(ax.yaxis)
-    _plain(ax.xaxis)
+    batches = sorted({int(k) for v in n["faceattr"].values() for k in v["batches"]})
+    ax.set_xticks(batches, [str(b) for b in batches])
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    lo, hi = ax.get_ylim()
+    ticks = [t for t in (0.5, 1, 2, 3, 5, 10, 20, 30, 50, 100, 200, 500) if lo <= t <= hi]
+    ax.set_yticks(ticks, [f"{t:g}" for t in ticks])
+    ax.yaxis.set_minor_formatter(NullFormatter())
     ax.set_xlabel("batch size (faces)")
     ax.set_ylabel("ms per face (median)")
     ax.set_title("network cost per face, CPU", fontsize=10)
-    ax.legend(fontsize=6.5)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     ax.grid(alpha=0.3, which="both")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -94,7 +94,8 @@ def main(argv: list[str] | None = None) -> int:
             body["sections"]["network"] = measure_network(
                 choice.path, crops, batches=(1, 8, 32) if not args.quick else (1, 4),
                 reps=20 if not args.quick else 2, warmup=3 if not args.quick else 1,
-                threads=(1, 2) if not args.quick else (1,), peers=not args.no_peers)
+                threads=(1, 2) if not args.quick else (1,), peers=not args.no_peers,
+                spin_frame=compose_frame((640, 480), 4, crops, seed=4))
         if "live" in sections:
             print("speed: live pipeline")
             variants = LIVE_VARIANTS if not args.quick else LIVE_VARIANTS[:2]

@@ -205,6 +205,11 @@ class FaceAttrModel:
         plan = _plan_providers(backend, available_providers(), trt_cache_dir)
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        # ONNX Runtime's intra-op threads spin-wait between calls by default. In the app the
+        # network shares the CPU with HOG detection, capture and the UI, and the spinning
+        # threads steal their cores: on a 2-core machine spinning off took HOG from 45 to
+        # 25 ms and the network (4 faces) from 27 to 13 ms (benchmarks/RESULTS.md, ort_spinning).
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         options.log_severity_level = 3  # we report provider choices ourselves (notes)
         if intra_op_threads:
             options.intra_op_num_threads = int(intra_op_threads)
