@@ -6,7 +6,7 @@ import pytest
 from training.config import Config, ConfigError, config_from_dict, list_presets, load_config
 
 PRESETS = ("utkface_thesis", "utkface_single_gender", "utkface_single_race", "utkface_single_age",
-           "utkface_baseline", "celeba_thesis")
+           "utkface_baseline", "utkface_default", "celeba_thesis")
 
 
 @pytest.mark.parametrize("name", PRESETS)
