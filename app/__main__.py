@@ -65,6 +65,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(error_line("interrupted"), file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `faceattr info | head`: the reader left; nothing to report
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # keep exit's flush quiet
+        return 0
 
 
 if __name__ == "__main__":

@@ -139,3 +139,15 @@ def test_a_truncated_video_keeps_its_annotated_frames_and_fails(truncated_clip, 
     frames, _ = count_frames(out / "truncated.annotated.mp4")
     assert 0 < frames < 40  # what was annotated before the break is kept
     assert "(kept: " in stdout
+
+
+def test_info_piped_into_a_reader_that_stops_early_prints_no_traceback(repo_root):
+    import subprocess
+    import sys
+    proc = subprocess.Popen([sys.executable, "-m", "app", "info"], cwd=repo_root,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.readline()  # read one line, then leave like `| head -1`
+    proc.stdout.close()
+    stderr = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) == 0
+    assert "Traceback" not in stderr
