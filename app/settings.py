@@ -37,7 +37,10 @@ class AppSettings:
     detector: str = "hog"
     upsample: int = 0
     detect_max_width: int = 640
-    detect_every: int = 1
+    # Live default: detect every 3rd frame, track in between. On the 2-core reference CPU
+    # this is the setting that keeps 100 % face recall at ~30 fps (benchmarks/RESULTS.md,
+    # "Live pipeline"); detecting every frame gives ~24 fps. The CLI detects every frame.
+    detect_every: int = 3
     record_dir: str = ""
     geometry: bytes = b""  # QMainWindow.saveGeometry()
 

@@ -6,7 +6,7 @@ import time
 import numpy as np
 import pytest
 from tests.app.app_checks import colour_share, count_frames
-from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
+from PySide6.QtCore import QMimeData, QPoint, QPointF, Qt, QUrl
 from PySide6.QtGui import QDragEnterEvent, QDropEvent
 from PySide6.QtWidgets import QApplication
 
@@ -189,7 +189,7 @@ def test_dropping_a_file_on_the_window_plays_it(make_window, qtbot, short_clip):
     wait_frames(qtbot, window, 1)
     mime = QMimeData()
     mime.setUrls([QUrl.fromLocalFile(str(short_clip))])
-    enter = QDragEnterEvent(QPointF(50, 50), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton,
+    enter = QDragEnterEvent(QPoint(50, 50), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton,
                             Qt.KeyboardModifier.NoModifier)
     QApplication.sendEvent(window, enter)
     assert enter.isAccepted()

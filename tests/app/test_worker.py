@@ -65,3 +65,24 @@ def test_stop_ends_a_looping_source_and_joins_the_thread(qtbot, fast_pipeline, s
     with qtbot.waitSignal(worker.finished, timeout=10_000) as finished:
         assert run.stop()
     assert finished.args == ["stopped"] and not run.is_running()
+
+
+def test_emitting_frames_keeps_the_interpreter_alive_over_long_runs(qtbot):
+    """PySide6 6.12.0 drops a reference to True on every emit of a Python-defined Signal:
+    after a few thousand frames (minutes of video) the interpreter aborts with
+    'bool_dealloc'. The worker emits one signal per frame, so the Qt binding must not."""
+    import sys
+
+    from PySide6.QtCore import QObject, Signal
+
+    class Emitter(QObject):
+        result = Signal(object)
+
+    received = []
+    emitter = Emitter()
+    emitter.result.connect(received.append)
+    before = sys.getrefcount(True)
+    for i in range(500):
+        emitter.result.emit(i)
+    assert len(received) == 500
+    assert sys.getrefcount(True) - before > -50, "this PySide6 leaks a reference to True per emit"
