@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import csv
 import sys
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,10 +53,7 @@ class ChipCache:
         return cls(folder, chips, row_of, status_of)
 
     def summary(self) -> dict[str, int]:
-        counts: dict[str, int] = {}
-        for s in self.status_of.values():
-            counts[s] = counts.get(s, 0) + 1
-        return counts
+        return dict(Counter(self.status_of.values()))
 
 
 def _largest(faces):
@@ -113,10 +111,7 @@ def build_cache(image_dir: Path, out: Path, files: list[str] | None = None, prog
         w = csv.writer(f)
         w.writerow(["file", "row", "status"])
         w.writerows(rows)
-    counts: dict[str, int] = {}
-    for _, _, s in rows:
-        counts[s] = counts.get(s, 0) + 1
-    return counts
+    return dict(Counter(status for _, _, status in rows))
 
 
 def main(argv: list[str] | None = None) -> int:
