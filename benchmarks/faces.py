@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 
 from engine.align import Aligner
-from engine.detect import HogDetector
+from training.chips import align_largest_face, cache_detectors
 
 
 @dataclass(frozen=True)
@@ -41,28 +41,22 @@ class FoundFaces:
 
 
 def find_faces(image_dir: Path, files: list[str], aligner: Aligner, progress=None) -> FoundFaces:
-    detectors = [HogDetector(upsample=0, max_width=None), HogDetector(upsample=1, max_width=None)]
+    detectors = cache_detectors()  # the chip cache's own cascade: same faces as training saw
     kept, boxes, marks, chips, no_face, unreadable = [], [], [], [], [], []
     for k, name in enumerate(files):
         image = cv2.imread(str(Path(image_dir) / name), cv2.IMREAD_COLOR)
         if image is None:
             unreadable.append(name)
             continue
-        faces = None
-        for detector in detectors:
-            found = detector(image)
-            if len(found):
-                areas = (found.xyxy[:, 2] - found.xyxy[:, 0]) * (found.xyxy[:, 3] - found.xyxy[:, 1])
-                faces = found.take(np.array([int(np.argmax(areas))]))
-                break
-        if faces is None:
+        found = align_largest_face(image, detectors, aligner)
+        if found is None:
             no_face.append(name)
             continue
-        aligned, chip = aligner(image, faces)
+        aligned, chip = found
         kept.append(name)
         boxes.append(aligned.xyxy[0])
         marks.append(aligned.landmarks_xy[0])
-        chips.append(chip[0])
+        chips.append(chip)
         if progress is not None and (k + 1) % 500 == 0:
             progress(k + 1, len(files))
     size = aligner.size

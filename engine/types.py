@@ -105,6 +105,13 @@ class Faces:
             tasks={k: t.take(index) for k, t in self.tasks.items()},
         )
 
+    def largest(self) -> "Faces":
+        """The face with the largest box (one row), or no faces if there are none."""
+        if len(self) == 0:
+            return self
+        w_h = self.xyxy[:, 2:] - self.xyxy[:, :2]
+        return self.take(np.array([int(np.argmax(w_h[:, 0] * w_h[:, 1]))]))
+
     def replace(self, **changes) -> "Faces":
         return dataclasses.replace(self, **changes)
 

@@ -20,8 +20,9 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from engine.align import CHIP_SIZE, align_chips, load_shape_predictor
+from engine.align import CHIP_SIZE, Aligner
 from engine.detect import HogDetector
+from engine.types import Faces
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 OK, NO_FACE, UNREADABLE = "ok", "no_face", "unreadable"
@@ -56,19 +57,20 @@ class ChipCache:
         return dict(Counter(self.status_of.values()))
 
 
-def _largest(faces):
-    areas = (faces.xyxy[:, 2] - faces.xyxy[:, 0]) * (faces.xyxy[:, 3] - faces.xyxy[:, 1])
-    return faces.take(np.array([int(np.argmax(areas))]))
-
-
-def chip_of_image(image_bgr: np.ndarray, detectors, predictor) -> np.ndarray | None:
-    """The chip of the largest face, trying each detector in turn; None if none finds one."""
+def align_largest_face(image_bgr: np.ndarray, detectors, aligner: Aligner) -> tuple[Faces, np.ndarray] | None:
+    """The largest face (with its landmarks) and its chip, trying each detector in turn;
+    None if none finds a face."""
     for detector in detectors:
         faces = detector(image_bgr)
         if len(faces):
-            chips, _ = align_chips(image_bgr, _largest(faces).xyxy, predictor)
-            return chips[0]
+            faces, chips = aligner(image_bgr, faces.largest())
+            return faces, chips[0]
     return None
+
+
+def cache_detectors() -> list[HogDetector]:
+    """Upsample 0 first (fast); a face too small for it gets a second try at upsample 1."""
+    return [HogDetector(upsample=0, max_width=None), HogDetector(upsample=1, max_width=None)]
 
 
 def build_cache(image_dir: Path, out: Path, files: list[str] | None = None, progress: bool = True) -> dict[str, int]:
@@ -81,9 +83,7 @@ def build_cache(image_dir: Path, out: Path, files: list[str] | None = None, prog
     if not files:
         raise ValueError(f"{image_dir}: no images found (looked for {', '.join(IMAGE_SUFFIXES)})")
     out.mkdir(parents=True, exist_ok=True)
-    # Upsample 0 first (fast); a face too small for it gets a second try at upsample 1.
-    detectors = [HogDetector(upsample=0, max_width=None), HogDetector(upsample=1, max_width=None)]
-    predictor = load_shape_predictor()
+    detectors, aligner = cache_detectors(), Aligner.create()
     chips = np.lib.format.open_memmap(out / "chips.npy.partial", mode="w+", dtype=np.uint8,
                                       shape=(len(files), CHIP_SIZE, CHIP_SIZE, 3))
     rows: list[tuple[str, int, str]] = []
@@ -93,11 +93,11 @@ def build_cache(image_dir: Path, out: Path, files: list[str] | None = None, prog
         if image is None:
             rows.append((name, -1, UNREADABLE))
             continue
-        chip = chip_of_image(image, detectors, predictor)
-        if chip is None:
+        found = align_largest_face(image, detectors, aligner)
+        if found is None:
             rows.append((name, -1, NO_FACE))
             continue
-        chips[n_ok] = chip
+        chips[n_ok] = found[1]
         rows.append((name, n_ok, OK))
         n_ok += 1
     chips.flush()

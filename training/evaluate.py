@@ -168,8 +168,7 @@ def chips_from_images(image_dir: Path, samples: Sequence[Sample], detector: str 
         if len(faces) == 0:
             skipped[s.file] = "no face found"
             continue
-        areas = (faces.xyxy[:, 2] - faces.xyxy[:, 0]) * (faces.xyxy[:, 3] - faces.xyxy[:, 1])
-        _, chips = align(image, faces.take(np.array([int(np.argmax(areas))])))
+        _, chips = align(image, faces.largest())
         out.append(chips[0])
         kept.append(s)
     chips = np.stack(out) if out else np.zeros((0, 150, 150, 3), np.uint8)

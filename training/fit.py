@@ -415,10 +415,6 @@ def run(argv: list[str] | None = None) -> FitResult:
     resume_from = torch.load(out / "last.pt", map_location="cpu", weights_only=True) if args.resume else None
     cfg = run_config(args, resume_from)
     dist = setup_dist(cfg.speed.device)
-    # Fine-tuned weights and float16-cached activations produce denormal floats, which x86
-    # CPUs process ~100x slower; flushing them to zero made a dlib-resnet29 training step
-    # 2.3x faster here (stages 8-14, batch 64) and changes no result at float32 precision.
-    torch.set_flush_denormal(True)
     try:
         if dist.main:
             out.mkdir(parents=True, exist_ok=True)

@@ -19,11 +19,6 @@ from tests.engine.scenes import centre_inside, make_scene, read_all_frames
 
 
 @pytest.fixture(scope="module")
-def pipeline(tiny_model_path) -> Pipeline:
-    return Pipeline.create(PipelineConfig(tiny_model_path, backend="cpu"))
-
-
-@pytest.fixture(scope="module")
 def scene(tmp_path_factory):
     return make_scene(tmp_path_factory.mktemp("in") / "walk.mp4", frames=16)
 

@@ -21,11 +21,6 @@ STAGES = {"detect", "align", "model", "track", "smooth", "total", "latency"}
 
 
 @pytest.fixture(scope="module")
-def pipeline(tiny_model_path) -> Pipeline:
-    return Pipeline.create(PipelineConfig(tiny_model_path, backend="cpu"))
-
-
-@pytest.fixture(scope="module")
 def scene(tmp_path_factory):
     """24 frames, 640×480, two real portraits drifting right and down."""
     return make_scene(tmp_path_factory.mktemp("scene") / "scene.mp4", frames=24)
