@@ -1,5 +1,8 @@
 """The network stage: load a FaceAttr ONNX file, run all faces of a frame as one batch, decode.
 
+A graph exported with a fixed batch size B (dim 0 of its input a number, not a name) runs
+faces in groups of B, the last padded with blank chips whose outputs are dropped; ``notes`` says so.
+
 The file carries its own description (``engine.modelspec``, ONNX metadata key
 ``faceattr``); everything task-specific (labels, bins, units) comes from it, so a model
 with different tasks needs no code change. See ARCHITECTURE.md, "Model contract".
@@ -160,6 +163,17 @@ def _check_output(path: Path, task: TaskSpec, arg, name: str | None = None) -> N
             f"needs [{dims}]")
 
 
+def _fixed_batch(session: ort.InferenceSession, input_name: str) -> int | None:
+    """The batch size the graph's input is fixed to, or None when dim 0 takes any size."""
+    shape = next(i for i in session.get_inputs() if i.name == input_name).shape
+    return (_static(shape[0]) if shape else None) or None  # a name, None or a meaningless 0: any size
+
+
+def _batch_note(path: Path, batch: int) -> str:
+    how = "one at a time" if batch == 1 else f"in groups of {batch}, the last one padded with blank chips"
+    return f"{path.name}: the graph takes a fixed batch of {batch}; faces run {how} (slower)"
+
+
 @dataclass(frozen=True)
 class _TaskIO:
     """What decoding one task needs, computed once at load."""
@@ -181,6 +195,7 @@ class FaceAttrModel:
         self.provider = provider
         self.notes = notes
         self._input = spec.input.name
+        self.batch = _fixed_batch(session, self._input)  # None: any batch size
         outputs = {o.name for o in session.get_outputs()}
         self._io = tuple(
             _TaskIO(t, f"{t.name}_spread" if t.kind == "regression" and f"{t.name}_spread" in outputs else None,
@@ -222,6 +237,9 @@ class FaceAttrModel:
         cls._check_graph(path, session, spec)
         provider = session.get_providers()[0]
         notes = list(plan.notes)
+        batch = _fixed_batch(session, spec.input.name)
+        if batch is not None:
+            notes.append(_batch_note(path, batch))
         if provider != plan.wanted:  # the provider was offered but failed to start
             wanted = plan.wanted.replace("ExecutionProvider", "")
             if backend != "auto":
@@ -268,8 +286,24 @@ class FaceAttrModel:
             raw = {io.task.name: np.zeros((0, *io.tail), np.float32) for io in self._io}
             raw.update({io.spread: np.zeros((0,), np.float32) for io in self._io if io.spread})
             return raw
-        values = self.session.run(self._output_names, {self._input: np.ascontiguousarray(chips_rgb)})
-        return dict(zip(self._output_names, values))
+        if self.batch is None:
+            values = self.session.run(self._output_names, {self._input: np.ascontiguousarray(chips_rgb)})
+            return dict(zip(self._output_names, values))
+        return self._run_in_groups(chips_rgb)
+
+    def _run_in_groups(self, chips_rgb: np.ndarray) -> dict[str, np.ndarray]:
+        """Run a fixed-batch graph on groups of ``self.batch`` chips, zero-padding the last group."""
+        n, b = len(chips_rgb), self.batch
+        parts: list[list[np.ndarray]] = [[] for _ in self._output_names]
+        for start in range(0, n, b):
+            group = chips_rgb[start:start + b]
+            if len(group) < b:
+                group = np.concatenate([group, np.zeros((b - len(group), *group.shape[1:]), np.uint8)])
+            values = self.session.run(self._output_names, {self._input: np.ascontiguousarray(group)})
+            for part, value in zip(parts, values):
+                value = np.asarray(value)  # a batch-1 graph may give a scalar per face: make it [1]
+                part.append(value.reshape(b, *value.shape[1:]) if value.ndim else value.reshape(b))
+        return {name: np.concatenate(part)[:n] for name, part in zip(self._output_names, parts)}
 
     def decode(self, raw: dict[str, np.ndarray], chip_to_frame: np.ndarray | None = None
                ) -> dict[str, TaskPrediction]:

@@ -7,6 +7,7 @@ See ARCHITECTURE.md, "Model contract".
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -95,86 +96,158 @@ class ModelSpec:
         return _parse(d, source)
 
 
-def _need(d: dict, key: str, where: str, source: str, types=None):
-    if not isinstance(d, dict) or key not in d:
-        raise ModelDescriptionError(f"{source}: the FaceAttr description lacks '{where}{key}'")
-    value = d[key]
-    if types is not None and not isinstance(value, types):
-        raise ModelDescriptionError(
-            f"{source}: '{where}{key}' should be {getattr(types, '__name__', types)}, got {value!r}")
-    return value
+# -- parsing: every field is checked for its type and named by its path when it is wrong --
 
 
-def _parse_task(t: dict, i: int, source: str) -> TaskSpec:
-    where = f"tasks[{i}]."
-    name = _need(t, "name", where, source, str)
-    kind = _need(t, "kind", where, source, str)
-    if kind not in TASK_KINDS:
-        raise ModelDescriptionError(f"{source}: task '{name}' has unknown kind '{kind}' (known: {', '.join(TASK_KINDS)})")
-    labels: tuple[str, ...] = ()
-    bins: tuple[float, ...] = ()
-    rng = None
-    points = 0
-    if kind in ("binary", "multiclass"):
-        labels = tuple(_need(t, "labels", where, source, list))
-        want = "exactly 2" if kind == "binary" else "at least 2"
-        if (kind == "binary" and len(labels) != 2) or len(labels) < 2:
-            raise ModelDescriptionError(f"{source}: task '{name}' ({kind}) needs {want} labels, has {len(labels)}")
-    if kind == "expectation":
-        bins = tuple(float(b) for b in _need(t, "bins", where, source, list))
-        if len(bins) < 2:
-            raise ModelDescriptionError(f"{source}: task '{name}' (expectation) needs at least 2 bins")
-    if kind == "regression" and t.get("range") is not None:
-        rng = tuple(float(v) for v in t["range"])
-    if kind == "landmarks":
-        points = int(_need(t, "points", where, source, int))
-    return TaskSpec(name=name, kind=kind, labels=labels, unit=str(t.get("unit", "")),
-                    range=rng, bins=bins, points=points)
+class _Check:
+    """What a field must be: ``what`` is said to the user, ``ok`` tests, ``convert`` keeps."""
+
+    def __init__(self, what: str, ok, convert=lambda v: v) -> None:
+        self.what, self.ok, self.convert = what, ok, convert
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _is_whole(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _numbers(v: Any, n: int | None = None, least: int = 0) -> bool:
+    return (isinstance(v, list) and all(_is_number(x) for x in v)
+            and (len(v) == n if n is not None else len(v) >= least))
+
+
+def _strings(v: Any, n: int | None = None, least: int = 0) -> bool:
+    return (isinstance(v, list) and all(isinstance(x, str) for x in v)
+            and (len(v) == n if n is not None else len(v) >= least))
+
+
+def _literal(value: str, why: str) -> _Check:
+    return _Check(f"{json.dumps(value)} ({why})", lambda v: v == value)
+
+
+STRING = _Check("a string", lambda v: isinstance(v, str))
+NAME = _Check("a non-empty string", lambda v: isinstance(v, str) and bool(v.strip()))
+POSITIVE_INT = _Check("a whole number above 0", lambda v: _is_whole(v) and v > 0, int)
+POSITIVE = _Check("a number above 0", lambda v: _is_number(v) and v > 0, float)
+NON_NEGATIVE = _Check("a number of 0 or more", lambda v: _is_number(v) and v >= 0, float)
+BOOL = _Check("true or false", lambda v: isinstance(v, bool))
+OBJECT = _Check("an object ({...})", lambda v: isinstance(v, dict), dict)
+TASK_LIST = _Check("a non-empty list of tasks", lambda v: isinstance(v, list) and len(v) > 0)
+KIND = _Check(f"one of {', '.join(TASK_KINDS)}", lambda v: v in TASK_KINDS)
+RANGE = _Check("a list of 2 numbers, low then high",
+               lambda v: _numbers(v, 2) and v[0] < v[1], lambda v: (float(v[0]), float(v[1])))
+BINS = _Check("a list of at least 2 numbers", lambda v: _numbers(v, least=2),
+              lambda v: tuple(float(x) for x in v))
+MEAN = _Check("a list of 3 numbers (R, G, B)", lambda v: _numbers(v, 3), lambda v: tuple(float(x) for x in v))
+LABELS = {
+    "binary": _Check("a list of 2 strings", lambda v: _strings(v, 2), tuple),
+    "multiclass": _Check("a list of at least 2 strings", lambda v: _strings(v, least=2), tuple),
+}
+ANY_LABELS = _Check("a list of strings", _strings, tuple)
+# The fields each task kind must have; the others are optional but checked when present.
+_TASK_NEEDS = {"binary": ("labels",), "multiclass": ("labels",), "regression": (),
+               "expectation": ("bins",), "landmarks": ("points",)}
+_MISSING = object()
+
+
+def _show(value: Any) -> str:
+    """The value as it appears in the JSON, cut short when long."""
+    try:
+        text = json.dumps(value)
+    except (TypeError, ValueError):
+        text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+class _Fields:
+    """One JSON object of the description, at ``path`` inside the file ``source``."""
+
+    def __init__(self, value: Any, path: str, source: str) -> None:
+        self.path, self.source = path, source
+        if not isinstance(value, dict):
+            raise self.error(path, OBJECT, value)
+        self.d = value
+
+    def error(self, path: str, check: _Check, value: Any) -> ModelDescriptionError:
+        return ModelDescriptionError(f"{self.source}: FaceAttr description field '{path}' should be "
+                                     f"{check.what}, got {_show(value)}")
+
+    def where(self, key: str) -> str:
+        return f"{self.path}.{key}" if self.path else key
+
+    def get(self, key: str, check: _Check, default: Any = _MISSING) -> Any:
+        """The field converted by ``check``; an absent optional field (or null) gives ``default``."""
+        if key not in self.d and default is _MISSING:
+            raise ModelDescriptionError(f"{self.source}: the FaceAttr description lacks '{self.where(key)}'")
+        value = self.d.get(key)
+        if value is None and default is not _MISSING:
+            return default
+        if not check.ok(value):
+            raise self.error(self.where(key), check, value)
+        return check.convert(value)
+
+    def child(self, key: str) -> "_Fields":
+        self.get(key, OBJECT)
+        return _Fields(self.d[key], self.where(key), self.source)
+
+
+def _parse_task(t: Any, i: int, source: str) -> TaskSpec:
+    f = _Fields(t, f"tasks[{i}]", source)
+    name = f.get("name", NAME)
+    kind = f.get("kind", KIND)
+    needs = _TASK_NEEDS[kind]
+
+    def field(key: str, check: _Check, empty: Any) -> Any:
+        return f.get(key, check, _MISSING if key in needs else empty)
+
+    labels = field("labels", LABELS.get(kind, ANY_LABELS), ())
+    bins = field("bins", BINS, ())
+    rng = field("range", RANGE, None)
+    points = field("points", POSITIVE_INT, 0)
+    unit = field("unit", STRING, "")
+    return TaskSpec(name=name, kind=kind, unit=unit,
+                    labels=labels if kind in ("binary", "multiclass") else (),
+                    range=rng if kind == "regression" else None,
+                    bins=bins if kind == "expectation" else (),
+                    points=points if kind == "landmarks" else 0)
 
 
 def _parse(d: Any, source: str) -> ModelSpec:
     if not isinstance(d, dict):
-        raise ModelDescriptionError(f"{source}: the FaceAttr description is not a JSON object")
-    fmt = _need(d, "format", "", source, str)
+        raise ModelDescriptionError(f"{source}: the FaceAttr description is not a JSON object, "
+                                    f"it is {_show(d)}")
+    top = _Fields(d, "", source)
+    fmt = top.get("format", STRING)
     if fmt != FORMAT:
         raise ModelDescriptionError(f"{source}: description format '{fmt}' is not supported (expected '{FORMAT}')")
-    name = _need(d, "name", "", source, str)
-    raw_tasks = _need(d, "tasks", "", source, list)
-    if not raw_tasks:
-        raise ModelDescriptionError(f"{source}: the FaceAttr description lists no tasks")
-    tasks = tuple(_parse_task(t, i, source) for i, t in enumerate(raw_tasks))
+    name = top.get("name", NAME)
+    tasks = tuple(_parse_task(t, i, source) for i, t in enumerate(top.get("tasks", TASK_LIST)))
     names = [t.name for t in tasks]
     if len(set(names)) != len(names):
         raise ModelDescriptionError(f"{source}: task names repeat: {names}")
-    inp = _need(d, "input", "", source, dict)
-    norm = _need(inp, "normalisation", "input.", source, dict)
-    normalisation = Normalisation(
-        mean=tuple(float(v) for v in _need(norm, "mean", "input.normalisation.", source, list)),
-        scale=float(_need(norm, "scale", "input.normalisation.", source, (int, float))),
-        inside_graph=bool(norm.get("inside_graph", True)),
-    )
+    inp = top.child("input")
+    norm = inp.child("normalisation")
+    normalisation = Normalisation(mean=norm.get("mean", MEAN), scale=norm.get("scale", POSITIVE),
+                                  inside_graph=norm.get("inside_graph", BOOL, True))
     input_spec = InputSpec(
-        name=_need(inp, "name", "input.", source, str),
-        dtype=_need(inp, "dtype", "input.", source, str),
-        layout=_need(inp, "layout", "input.", source, str),
-        color=_need(inp, "color", "input.", source, str),
-        size=int(_need(inp, "size", "input.", source, int)),
+        name=inp.get("name", NAME),
+        dtype=inp.get("dtype", _literal("uint8", "chips are fed as bytes")),
+        layout=inp.get("layout", _literal("NHWC", "batch, height, width, channels")),
+        color=inp.get("color", _literal("RGB", "the channel order FaceAttr feeds")),
+        size=inp.get("size", POSITIVE_INT),
         normalisation=normalisation,
     )
-    if (input_spec.dtype, input_spec.layout, input_spec.color) != ("uint8", "NHWC", "RGB"):
-        raise ModelDescriptionError(
-            f"{source}: input must be uint8 NHWC RGB chips, the file says "
-            f"{input_spec.dtype} {input_spec.layout} {input_spec.color}")
-    al = _need(d, "alignment", "", source, dict)
+    al = top.child("alignment")
     alignment = AlignmentSpec(
-        landmarks=_need(al, "landmarks", "alignment.", source, str),
-        chip_size=int(_need(al, "chip_size", "alignment.", source, int)),
-        padding=float(_need(al, "padding", "alignment.", source, (int, float))),
+        landmarks=al.get("landmarks", _literal("dlib-5", "the only alignment FaceAttr does")),
+        chip_size=al.get("chip_size", POSITIVE_INT),
+        padding=al.get("padding", NON_NEGATIVE),
     )
-    if alignment.landmarks != "dlib-5":
-        raise ModelDescriptionError(f"{source}: alignment '{alignment.landmarks}' is not supported (only dlib-5)")
     return ModelSpec(
-        name=name, tasks=tasks, backbone=_need(d, "backbone", "", source, str),
+        name=name, tasks=tasks, backbone=top.get("backbone", STRING),
         input=input_spec, alignment=alignment,
-        training=dict(d.get("training", {})), metrics=dict(d.get("metrics", {})), format=fmt,
+        training=top.get("training", OBJECT, {}), metrics=top.get("metrics", OBJECT, {}), format=fmt,
     )

@@ -170,6 +170,75 @@ def test_input_named_in_description_must_exist(tiny_model_path, tmp_path):
         FaceAttrModel.load(bad)
 
 
+def test_malformed_description_field_is_refused_naming_file_and_field(tiny_model_path, tmp_path):
+    bad = tmp_path / "range-5.onnx"
+    _rewrite_description(tiny_model_path, bad, lambda d: d["tasks"][2].update(range=5))
+    with pytest.raises(ModelLoadError) as e:
+        FaceAttrModel.load(bad, backend="cpu")
+    assert isinstance(e.value, ModelDescriptionError)
+    assert str(e.value) == (f"{bad}: FaceAttr description field 'tasks[2].range' should be "
+                            "a list of 2 numbers, low then high, got 5")
+
+
+# -- graphs exported with a fixed batch size -----------------------------------------------
+
+
+def _fix_batch(src, dst, batch: int):
+    """Copy the ONNX model at ``src`` to ``dst`` with dim 0 of its input and outputs fixed to ``batch``."""
+    proto = onnx.load(str(src))
+    for arg in [*proto.graph.input, *proto.graph.output]:
+        arg.type.tensor_type.shape.dim[0].dim_value = batch  # replaces the symbolic 'N'
+    onnx.checker.check_model(proto)
+    onnx.shape_inference.infer_shapes(proto, check_type=True, strict_mode=True)
+    onnx.save(proto, str(dst))
+    return dst
+
+
+@pytest.mark.parametrize("batch", [1, 2, 3])
+def test_fixed_batch_graph_runs_any_number_of_faces_like_the_dynamic_one(make_tiny_model, tmp_path, chips,
+                                                                         batch):
+    dynamic_path = make_tiny_model(tmp_path / "dynamic.onnx", spread=True, landmarks=True)
+    fixed_path = _fix_batch(dynamic_path, tmp_path / f"batch{batch}.onnx", batch)
+    session = ort.InferenceSession(str(fixed_path), providers=["CPUExecutionProvider"])
+    assert session.get_inputs()[0].shape[0] == batch
+    with pytest.raises(Exception, match="(?i)invalid dimensions"):  # the file really refuses 4 faces
+        session.run(None, {"chips": chips})
+
+    dynamic = FaceAttrModel.load(dynamic_path, backend="cpu")
+    fixed = FaceAttrModel.load(fixed_path, backend="cpu")
+    assert dynamic.batch is None and dynamic.notes == ()
+    assert fixed.batch == batch
+    for n in (1, 3, 4):  # fewer, more and a multiple of the batch, with padding where it does not divide
+        want = dynamic.decode(dynamic.predict_raw(chips[:n]))
+        raw = fixed.predict_raw(chips[:n])
+        assert {k: v.shape for k, v in raw.items()} == {k: v.shape for k, v in dynamic.predict_raw(chips[:n]).items()}
+        got = fixed.decode(raw)
+        for name, pred in want.items():
+            for field in ("value", "confidence", "probs", "points_xy"):
+                a, b = getattr(got[name], field), getattr(pred, field)
+                assert (a is None) == (b is None), f"{name}.{field}"
+                if b is not None:
+                    np.testing.assert_allclose(a, b, atol=1e-5, err_msg=f"{name}.{field}, {n} faces, batch {batch}")
+
+
+def test_fixed_batch_of_one_is_noted_as_one_face_at_a_time(tiny_model_path, tmp_path):
+    m = FaceAttrModel.load(_fix_batch(tiny_model_path, tmp_path / "b1.onnx", 1), backend="cpu")
+    assert m.notes == ("b1.onnx: the graph takes a fixed batch of 1; faces run one at a time (slower)",)
+    m4 = FaceAttrModel.load(_fix_batch(tiny_model_path, tmp_path / "b4.onnx", 4), backend="cpu")
+    assert m4.notes == ("b4.onnx: the graph takes a fixed batch of 4; faces run in groups of 4, "
+                        "the last one padded with blank chips (slower)",)
+
+
+def test_fixed_batch_graph_labels_a_real_face_and_zero_faces(tiny_model_path, tmp_path, astronaut_face,
+                                                            tiny_forward):
+    _, faces, chips = astronaut_face
+    m = FaceAttrModel.load(_fix_batch(tiny_model_path, tmp_path / "b2.onnx", 2), backend="cpu")
+    out = m(faces, chips)  # one face in a batch of 2: padded, the blank chip's outputs dropped
+    assert len(out.tasks["age"].value) == 1
+    np.testing.assert_allclose(out.tasks["age"].value, tiny_forward(chips)["age"], atol=1e-3)
+    assert len(m(Faces(), np.zeros((0, 150, 150, 3), np.uint8))) == 0
+
+
 # -- running and decoding -------------------------------------------------------------------
 
 
