@@ -10,6 +10,15 @@ one frame and times each stage. :meth:`Pipeline.run` feeds it from a :class:`Sou
   inference falls behind: back-pressure, bounded memory).
 
 Inference runs in the thread that iterates ``run``; no stage knows about threads.
+
+Scenes: a face's track and its smoothed labels never cross from one scene to the next.
+A new scene starts at a source's first frame, at every still (each photo of a folder is
+its own scene) and at a shot cut (``engine.scenes.ShotCutDetector``); within a scene the
+tracker also refuses box matches whose appearance signature says the face is someone
+else (``engine.scenes.chip_signatures``).
+
+A source that stops delivering frames (a camera hung in its driver, a pipe whose writer
+went quiet) ends the run with a :class:`SourceError` after ``stall_timeout_s``.
 """
 from __future__ import annotations
 
@@ -24,9 +33,10 @@ from typing import Iterator
 import numpy as np
 
 from engine.align import Aligner
-from engine.detect import create_detector
+from engine.detect import DEFAULT_MIN_FACE, STILL_PAD, create_detector
 from engine.model import FaceAttrModel
 from engine.modelspec import ModelSpec
+from engine.scenes import ShotCutDetector, chip_signatures
 from engine.smooth import TaskSmoother
 from engine.sources import Source, SourceError
 from engine.track import IouTracker
@@ -43,9 +53,11 @@ class PipelineConfig:
     backend: str = "auto"  # auto | tensorrt | cuda | cpu
     detector: str = "hog"  # hog | cnn
     upsample: int = 0
-    detect_max_width: int = 640  # detect on a copy at most this wide (boxes mapped back)
+    min_face: int = DEFAULT_MIN_FACE  # px: the smallest face to find (sets the detection scale)
     detect_every: int = 1  # detect on every k-th frame, track in between
     smoothing: float = 0.6  # weight of the past in each track's running average (0 = none)
+    stall_timeout_s: float = 5.0  # a source that delivers no frame this long has stopped
+    shot_cuts: bool = True  # start a new scene at hard cuts (frame-difference test)
 
 
 def _ms(t0: float) -> float:
@@ -62,15 +74,17 @@ class Pipeline:
         self.aligner = aligner
         self.tracker = IouTracker()
         self.smoother = TaskSmoother(config.smoothing, model.spec)
+        self.cuts = ShotCutDetector()
         self.last_end_reason: str | None = None  # why the last run's source stopped early
         self.last_warnings: list[str] = []  # what the last run's source skipped over
         self._since_detect = 0
+        self._first = True  # the next frame starts a scene
 
     @classmethod
     def create(cls, config: PipelineConfig) -> "Pipeline":
         """Load the model and detector; raises ModelLoadError / BackendUnavailableError / ValueError."""
         model = FaceAttrModel.load(config.model_path, backend=config.backend)
-        detector = create_detector(config.detector, config.upsample, config.detect_max_width)
+        detector = create_detector(config.detector, config.upsample, config.min_face)
         aligner = Aligner.create(model.spec.alignment.chip_size, model.spec.alignment.padding)
         return cls(config, model, detector, aligner)
 
@@ -87,8 +101,16 @@ class Pipeline:
         return self.model.notes
 
     def reset(self) -> None:
-        """Forget tracks and smoothed values (a new source starts from scratch)."""
+        """Forget tracks, ids and smoothed values (a new source starts from scratch)."""
         self.tracker.reset()
+        self.smoother.reset()
+        self.cuts.reset()
+        self._since_detect = 0
+        self._first = True
+
+    def _new_scene(self) -> None:
+        """End every track (ids keep counting): nothing carries over to the next scene."""
+        self.tracker.cut()
         self.smoother.reset()
         self._since_detect = 0
 
@@ -97,11 +119,18 @@ class Pipeline:
     def process(self, frame: Frame) -> FrameResult:
         t_start = time.perf_counter()
         timings: dict[str, float] = {}
+        t = time.perf_counter()
+        cut = self.config.shot_cuts and not frame.still and self.cuts(frame.image_bgr)
+        new_scene = self._first or frame.still or cut
+        self._first = False
+        if new_scene:
+            self._new_scene()
+        timings["scene"] = _ms(t)
         previous = self.tracker.predict()
-        detect = (self.config.detect_every <= 1 or len(previous) == 0
+        detect = (new_scene or self.config.detect_every <= 1 or len(previous) == 0
                   or self._since_detect >= self.config.detect_every - 1)
         t = time.perf_counter()
-        faces = self.detector(frame.image_bgr) if detect else previous
+        faces = self.detector(frame.image_bgr, pad=STILL_PAD if frame.still else 0.0) if detect else previous
         timings["detect"] = _ms(t)
         self._since_detect = 0 if detect else self._since_detect + 1
 
@@ -116,14 +145,14 @@ class Pipeline:
         timings["model"] = _ms(t)
 
         t = time.perf_counter()
-        faces = self.tracker(faces)
+        faces = self.tracker(faces, chip_signatures(chips))
         timings["track"] = _ms(t)
 
         t = time.perf_counter()
         faces = self.smoother(faces)
         timings["smooth"] = _ms(t)
         timings["total"] = _ms(t_start)
-        return FrameResult(frame=frame, faces=faces, timings_ms=timings, detected=detect)
+        return FrameResult(frame=frame, faces=faces, timings_ms=timings, detected=detect, new_scene=new_scene)
 
     # -- a stream ----------------------------------------------------------------------
 
@@ -138,7 +167,8 @@ class Pipeline:
         CAPTURE_JOIN_S is left to its thread, which closes the source when the read
         returns). Tracks start afresh (:meth:`reset`); one run at a time. Each result's ``timings_ms``
         carries 'latency': ms from the frame leaving the source to its result being ready.
-        Read errors are raised as :class:`SourceError`; why the source stopped early is in
+        Read errors, and a source silent for ``stall_timeout_s``, are raised as
+        :class:`SourceError`; why the source stopped early is in
         :attr:`last_end_reason` afterwards.
         """
         live = source.is_live if live is None else live
@@ -151,10 +181,16 @@ class Pipeline:
         thread = threading.Thread(target=_capture, args=(source, box, pace), name="faceattr-capture",
                                   daemon=True)
         thread.start()
+        stall_s = self.config.stall_timeout_s
         try:
+            waiting_since = time.monotonic()
             while not stop.is_set():
                 item = box.get(_POLL_S)
                 if item is None:
+                    waited = time.monotonic() - waiting_since
+                    if stall_s and waited > stall_s:
+                        raise SourceError(f"{source.source_id}: stopped delivering frames "
+                                          f"(none for {waited:.0f} s)")
                     continue
                 if item is _END:
                     break
@@ -164,6 +200,7 @@ class Pipeline:
                 result = self.process(frame)
                 timings = {**result.timings_ms, "latency": _ms(t_captured)}
                 yield dataclasses.replace(result, timings_ms=timings, dropped_frames=dropped)
+                waiting_since = time.monotonic()
         finally:
             box.close()
             thread.join(CAPTURE_JOIN_S)

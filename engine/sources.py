@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import contextlib
 import math
+import stat
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +30,7 @@ CAMERA_PREFIX = "camera:"
 DEFAULT_FPS = 30.0
 CAMERA_GONE_AFTER_S = 2.0  # a camera that delivers nothing this long has gone away
 IMAGE_FPS = 1.0  # images and folders play as a slide show when written to a video
+OPEN_TIMEOUT_S = 5.0  # a camera or pipe that has not delivered a first frame by then is given up
 
 
 class SourceError(RuntimeError):
@@ -195,7 +198,7 @@ class VideoFileSource(Source):
         ok, first = cap.read()
         if not ok or first is None:
             cap.release()
-            raise SourceError(f"{path}: not a readable video (no frames could be decoded)")
+            raise SourceError(f"{path}: not a readable video ({_why_not_video(path, opened=True)})")
         self._cap = cap
         self._first = first  # yielded first, so opening needs no seek back
         fps = cap.get(cv2.CAP_PROP_FPS)
@@ -210,8 +213,7 @@ class VideoFileSource(Source):
             cap = cv2.VideoCapture(str(self.path), cv2.CAP_FFMPEG)
         if not cap.isOpened():
             cap.release()
-            raise SourceError(f"{self.path}: not a readable video (the file cannot be opened as a video; "
-                              "it is damaged, truncated or not a video)")
+            raise SourceError(f"{self.path}: not a readable video ({_why_not_video(self.path)})")
         return cap
 
     def _ended_early(self, read: int) -> bool:
@@ -269,6 +271,7 @@ class ImageSource(Source):
         super().__init__()
         self.source_id = label
         self.paths = paths
+        self.unreadable = []
         self.frame_count = len(paths)
         first = None
         for p in paths:  # the size of the first readable image (writers need one size)
@@ -283,16 +286,18 @@ class ImageSource(Source):
         self.size_wh = (w, h)
 
     def __iter__(self) -> Iterator[Frame]:
-        index = 0
-        for p in self.paths:
+        """Each readable image as a still; ``index`` is its place in :attr:`paths`, so an
+        unreadable image skipped (and named in :attr:`unreadable`) shifts no other."""
+        self.unreadable: list[Path] = []
+        for index, p in enumerate(self.paths):
             if self._closed:
                 return
             image = _imread(p)
             if image is None:
+                self.unreadable.append(p)
                 self.warnings.append(f"{p}: not a readable image, skipped")
                 continue
-            yield Frame(image, index, index / self.fps, str(p))
-            index += 1
+            yield Frame(image, index, index / self.fps, str(p), still=True)
 
 
 def _imread(path: Path) -> np.ndarray | None:
@@ -307,24 +312,80 @@ def _imread(path: Path) -> np.ndarray | None:
     return image if image is not None and image.size else None
 
 
+def _why_not_video(path: Path, opened: bool = False) -> str:
+    """Why OpenCV could not decode ``path`` as a video, as precisely as a look at it tells."""
+    try:
+        from engine.probe import video_problem
+        why = video_problem(path)
+    except (ImportError, OSError):
+        why = None
+    if why:
+        return why
+    if opened:
+        return "no frames could be decoded"
+    return "the file cannot be opened as a video; it is damaged, truncated or not a video"
+
+
+def _is_stream(path: Path) -> bool:
+    """A named pipe or a device: reading it may block until someone writes."""
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return False
+    return stat.S_ISFIFO(mode) or stat.S_ISCHR(mode) or stat.S_ISSOCK(mode)
+
+
+def _open_within(label: str, open_fn, timeout_s: float | None) -> "Source":
+    """``open_fn()`` in a helper thread, given up after ``timeout_s`` (cameras and pipes can
+    block in the driver or in open(2) forever; no caller thread must hang with them).
+    A source that opens after all is closed by the helper."""
+    if not timeout_s:
+        return open_fn()
+    done = threading.Event()
+    box: dict = {}
+    abandoned = threading.Event()
+
+    def work() -> None:
+        try:
+            box["source"] = open_fn()
+        except BaseException as e:  # noqa: BLE001 - handed to the caller
+            box["error"] = e
+        done.set()
+        if abandoned.is_set() and "source" in box:
+            box["source"].close()
+
+    threading.Thread(target=work, name="faceattr-open", daemon=True).start()
+    if not done.wait(timeout_s):
+        abandoned.set()
+        if done.is_set() and "source" in box:  # it finished in between
+            box["source"].close()
+        raise SourceError(f"{label}: delivered no frame within {timeout_s:g} s "
+                          "(a camera or pipe with nothing to read?)")
+    if "error" in box:
+        raise box["error"]
+    return box["source"]
+
+
 def _is_image_path(path: Path) -> bool:
     return path.suffix.lower() in IMAGE_SUFFIXES
 
 
-def open_source(spec: str | int | Path, loop: bool = False) -> Source:
+def open_source(spec: str | int | Path, loop: bool = False, timeout_s: float | None = OPEN_TIMEOUT_S) -> Source:
     """Open a camera (int, digit string, 'camera:NAME'), a video file, an image or a folder.
 
     ``loop`` restarts a video file at its end (the GUI plays the bundled sample so).
+    Cameras and pipes that deliver no first frame within ``timeout_s`` are given up.
     Raises :class:`SourceError` with one sentence naming the input and the reason.
     """
     if isinstance(spec, (int, np.integer)) and not isinstance(spec, bool):
-        return _open_camera_index(int(spec))
+        return _open_within(f"camera {int(spec)}", lambda: _open_camera_index(int(spec)), timeout_s)
     if isinstance(spec, str):
         text = spec.strip()
         if text.isdigit() and not Path(text).exists():
-            return _open_camera_index(int(text))
+            return _open_within(f"camera {text}", lambda: _open_camera_index(int(text)), timeout_s)
         if text.lower().startswith(CAMERA_PREFIX):
-            return _open_camera_name(text[len(CAMERA_PREFIX):].strip())
+            name = text[len(CAMERA_PREFIX):].strip()
+            return _open_within(f"camera '{name}'", lambda: _open_camera_name(name), timeout_s)
         if not text:
             raise SourceError("no input given: name a camera, a video, an image or a folder")
         spec = Path(text)
@@ -337,6 +398,8 @@ def open_source(spec: str | int | Path, loop: bool = False) -> Source:
         if not images:
             raise SourceError(f"{path}: the folder holds no images ({', '.join(IMAGE_SUFFIXES)})")
         return ImageSource(str(path), images)
+    if _is_stream(path):
+        return _open_within(str(path), lambda: VideoFileSource(path, loop=False), timeout_s)
     if _is_image_path(path):
         return ImageSource(str(path), [path])
     if path.stat().st_size == 0:

@@ -6,6 +6,13 @@ from the highest IoU down, each track and each detection at most once, pairs und
 ``iou_threshold`` never. A detection left over starts a new track with a new id (ids
 are never reused, so a new face never inherits an old face's labels downstream); a
 track left over survives ``max_missed`` frames unseen, then ends.
+
+With appearance signatures (``engine.scenes.chip_signatures``) a pair is also refused
+when the face's signature differs from the track's reference (cosine similarity under
+``same_face_min``): a new person at an old person's place gets a new track, so none of
+the old labels reach them. The reference follows the face slowly (an exponential average
+at ``reference_rate`` per frame), so a face that turns or changes light over seconds keeps
+its track while a cross-fade to someone else, which changes it within a second, does not.
 """
 from __future__ import annotations
 
@@ -13,6 +20,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from engine.scenes import SAME_FACE_MIN
 from engine.types import Faces
 
 
@@ -51,20 +59,36 @@ class IouTracker:
 
     iou_threshold: float = 0.3
     max_missed: int = 5
+    same_face_min: float = SAME_FACE_MIN
+    reference_rate: float = 0.1
+    refused: int = 0  # box matches refused on appearance since the last reset (for tests, logs)
     _ids: np.ndarray = field(default_factory=lambda: np.zeros((0,), np.int64), repr=False)
     _xyxy: np.ndarray = field(default_factory=lambda: np.zeros((0, 4), np.float32), repr=False)
     _missed: np.ndarray = field(default_factory=lambda: np.zeros((0,), np.int64), repr=False)
+    _refs: np.ndarray | None = field(default=None, repr=False)  # [tracks, D] reference signatures
     _next_id: int = 1
     _last: Faces = field(default_factory=Faces, repr=False)
 
-    def __call__(self, faces: Faces) -> Faces:
+    def __call__(self, faces: Faces, signatures: np.ndarray | None = None) -> Faces:
+        """Faces with ``track_id`` filled; ``signatures`` [N, D] (unit rows) enable the appearance test."""
         n = len(faces)
         ids = np.full(n, -1, np.int64)
         matched_tracks = np.zeros(len(self._ids), bool)
+        refs_new = None if signatures is None else np.asarray(signatures, np.float32).reshape(n, -1).copy()
+        refs_old = self._refs if refs_new is not None and self._refs is not None else None
         if len(self._ids) and n:
-            for t, d in greedy_match(iou_matrix(self._xyxy, faces.xyxy), self.iou_threshold):
+            iou = iou_matrix(self._xyxy, faces.xyxy)
+            if refs_old is not None:
+                known = np.linalg.norm(refs_old, axis=1) > 0.5  # a zero row: no reference yet
+                similar = ((refs_old @ refs_new.T) >= self.same_face_min) | ~known[:, None]
+                self.refused += int(np.sum((iou >= self.iou_threshold) & ~similar))
+                iou = np.where(similar, iou, 0.0)
+            for t, d in greedy_match(iou, self.iou_threshold):
                 ids[d] = self._ids[t]
                 matched_tracks[t] = True
+                if refs_old is not None and np.linalg.norm(refs_old[t]) > 0.5:
+                    ref = (1 - self.reference_rate) * refs_old[t] + self.reference_rate * refs_new[d]
+                    refs_new[d] = ref / max(float(np.linalg.norm(ref)), 1e-6)
         new = ids < 0
         ids[new] = np.arange(self._next_id, self._next_id + int(new.sum()), dtype=np.int64)
         self._next_id += int(new.sum())
@@ -75,6 +99,12 @@ class IouTracker:
         self._ids = np.concatenate([ids, self._ids[~matched_tracks][alive]])
         self._xyxy = np.concatenate([faces.xyxy.astype(np.float32), self._xyxy[~matched_tracks][alive]])
         self._missed = np.concatenate([np.zeros(n, np.int64), missed[alive]])
+        if refs_new is None:
+            self._refs = None  # frames without signatures: no appearance test
+        else:
+            kept = (refs_old[~matched_tracks][alive] if refs_old is not None
+                    else np.zeros((int(alive.sum()), refs_new.shape[1]), np.float32))
+            self._refs = np.concatenate([refs_new, kept])
         self._last = faces.replace(track_id=ids)
         return self._last
 
@@ -87,9 +117,16 @@ class IouTracker:
         """Ids of the tracks still alive (seen now or within ``max_missed`` frames)."""
         return self._ids.copy()
 
-    def reset(self) -> None:
-        """Forget all tracks (e.g. when the source changes); ids keep counting up."""
+    def cut(self) -> None:
+        """End all tracks (a new scene: a still, a shot cut); ids keep counting up."""
         self._ids = np.zeros((0,), np.int64)
         self._xyxy = np.zeros((0, 4), np.float32)
         self._missed = np.zeros((0,), np.int64)
+        self._refs = None
         self._last = Faces()
+
+    def reset(self) -> None:
+        """Forget everything (a new source): tracks end and ids start again at 1."""
+        self.cut()
+        self._next_id = 1
+        self.refused = 0

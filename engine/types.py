@@ -26,7 +26,8 @@ class Frame:
     image_bgr: np.ndarray  # H×W×3 uint8, BGR as OpenCV decodes
     index: int  # 0-based position in the source
     timestamp_s: float  # media time (files) or capture time since start (cameras)
-    source_id: str  # camera name/index or file path
+    source_id: str  # camera name/index, file path, or (folders) the image's own path
+    still: bool = False  # an independent photo: its own scene (no tracking or smoothing across)
 
     @property
     def size_wh(self) -> tuple[int, int]:
@@ -125,3 +126,4 @@ class FrameResult:
     timings_ms: Mapping[str, float] = field(default_factory=dict)
     dropped_frames: int = 0  # live mode: frames skipped since the previous result
     detected: bool = True  # False when this frame's boxes came from the tracker only
+    new_scene: bool = False  # tracks were reset before this frame (a still, the first frame, a shot cut)

@@ -17,7 +17,7 @@ from engine.sources import Source, SourceError, open_source
 from engine.types import Frame
 from tests.engine.scenes import centre_inside, make_scene, scene_frames
 
-STAGES = {"detect", "align", "model", "track", "smooth", "total", "latency"}
+STAGES = {"scene", "detect", "align", "model", "track", "smooth", "total", "latency"}
 
 
 @pytest.fixture(scope="module")

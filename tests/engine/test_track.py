@@ -74,14 +74,32 @@ def test_track_survives_max_missed_frames_unseen_then_ends():
     assert tracker(boxes(face)).track_id.tolist() == [2]  # gone 6 frames: a new face
 
 
-def test_ids_are_never_reused_after_reset_or_end():
+def test_ids_are_never_reused_within_a_source_after_a_cut_or_an_end():
     tracker = IouTracker(max_missed=0)
     seen = []
     for k in range(6):  # a face jumping far away each frame is a new face each time
         seen += tracker(boxes([k * 150, 0, k * 150 + 100, 100])).track_id.tolist()
-    tracker.reset()
+    tracker.cut()  # a shot cut or the next photo of a folder: same output, new ids
     seen += tracker(boxes([0, 0, 100, 100])).track_id.tolist()
     assert seen == [1, 2, 3, 4, 5, 6, 7]
+
+
+def test_ids_start_again_at_one_for_a_new_source():
+    tracker = IouTracker()
+    tracker(boxes([0, 0, 100, 100], [200, 0, 300, 100]))
+    tracker.reset()
+    assert tracker(boxes([0, 0, 100, 100])).track_id.tolist() == [1]
+
+
+def test_a_box_match_is_refused_when_the_face_is_someone_else():
+    tracker = IouTracker()
+    rng = np.random.default_rng(0)
+    a, b = (v / np.linalg.norm(v) for v in rng.normal(size=(2, 64)).astype(np.float32))
+    same_place = boxes([0, 0, 100, 100])
+    assert tracker(same_place, a[None]).track_id.tolist() == [1]
+    assert tracker(same_place, a[None]).track_id.tolist() == [1]  # same face: kept
+    assert tracker(same_place, b[None]).track_id.tolist() == [2]  # other face, same box: new track
+    assert tracker.refused == 1
 
 
 def test_predict_returns_the_last_tracked_faces():
