@@ -69,8 +69,10 @@ def align_largest_face(image_bgr: np.ndarray, detectors, aligner: Aligner) -> tu
 
 
 def cache_detectors() -> list[HogDetector]:
-    """Upsample 0 first (fast); a face too small for it gets a second try at upsample 1."""
-    return [HogDetector(upsample=0, max_width=None), HogDetector(upsample=1, max_width=None)]
+    """Upsample 0 first (fast); a face too small for it gets a second try at upsample 1. Both run
+    on the image at its own size (min_face = the detector's native window: scale 1)."""
+    native = HogDetector.native_min_face_px
+    return [HogDetector(upsample=0, min_face=native), HogDetector(upsample=1, min_face=native)]
 
 
 def build_cache(image_dir: Path, out: Path, files: list[str] | None = None, progress: bool = True) -> dict[str, int]:

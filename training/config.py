@@ -1,6 +1,7 @@
 """Training configuration: explicit dataclasses read from TOML (tomllib; nothing is executed).
 
-A config file has the sections ``[data] [model] [optim] [weighting] [freeze] [speed]`` and
+A config file has the sections ``[data] [model] [optim] [weighting] [freeze] [speed]
+[augment] [loss]`` and
 the top-level keys ``name``, ``seed``, ``out_dir``; every key is optional (the defaults below
 are the thesis setup, seeds/003 §3.6) and any key not listed here is an error that names
 it. ``load_config("utkface_thesis")`` reads ``training/configs/utkface_thesis.toml``; a path
@@ -9,6 +10,7 @@ works too. Field meanings are in training/README.md.
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,7 +53,13 @@ class OptimConfig:
     epochs: int = 100
     plateau_factor: float = 0.1  # lr x factor when the total validation loss stops decreasing
     plateau_patience: int = 2
-    num_workers: int = 0  # DataLoader worker processes
+    num_workers: int = 0  # unused since the in-memory batcher (kept so older configs load)
+    schedule: str = "plateau"  # plateau (thesis: lr x factor on a plateau) | cosine (per step, after warm-up)
+    warmup_epochs: float = 0.0  # linear warm-up from ~0 to lr over this many epochs (cosine)
+    min_lr_ratio: float = 0.0  # cosine: the last step's lr as a share of lr
+    backbone_lr_mult: float = 1.0  # the backbone's lr = lr x this (shared layers and heads: lr)
+    ema: float = 0.0  # decay of an exponential moving average of the weights; 0 = off. On: the EMA
+    #                   weights are validated and saved as model_state (what export and evaluate use)
 
 
 @dataclass(frozen=True)
@@ -73,6 +81,31 @@ class SpeedConfig:
     frozen_stages: int = 0  # leading backbone stages never trained; -1 = the whole backbone
     cache_stem: bool = False  # with frozen_stages != 0: compute their activations once (float16, on disk)
     device: str = "auto"  # auto | cpu | cuda
+    bf16: str = "off"  # off | auto (bf16 autocast where the hardware has bf16: CUDA, or a CPU with AVX-512 BF16 / AMX; else fp32 with a note) | always
+    channels_last: bool = False  # NHWC memory layout for the convolutions (faster with bf16 on CPU)
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    """Batched chip augmentation (training/augment.py), applied in this order; 0 = off."""
+    scale: float = 0.0  # random zoom factor in [1 - scale, 1 + scale]
+    rotate: float = 0.0  # random rotation in [-rotate, rotate] degrees
+    shift: float = 0.0  # random shift in [-shift, shift] of the chip side, per axis
+    brightness: float = 0.0  # add U(-b, b) x 255
+    contrast: float = 0.0  # scale around the chip mean by U(1 - c, 1 + c)
+    saturation: float = 0.0  # scale the distance from gray by U(1 - s, 1 + s)
+    blur: float = 0.0  # share of chips blurred (Gaussian, sigma U(0.3, blur_sigma))
+    blur_sigma: float = 1.5
+    downscale: float = 0.0  # share of chips down- and up-scaled (to U(downscale_min, 1) of the side): a cheap JPEG/low-res stand-in
+    downscale_min: float = 0.5
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    age: str = "auto"  # auto (mse for age_kind regression, soft_bins for expectation) | mse | l1 | soft_bins | dldl
+    age_sigma: float = 2.0  # dldl: sigma (years) of the Gaussian target distribution
+    age_l1: float = 0.0  # expectation: + this x |E[age] - age| / (range width) (DLDL-v2's expectation term)
+    label_smoothing: float = 0.0  # binary and multiclass targets
 
 
 @dataclass(frozen=True)
@@ -86,6 +119,8 @@ class Config:
     weighting: WeightingConfig = field(default_factory=WeightingConfig)
     freeze: FreezeConfig = field(default_factory=FreezeConfig)
     speed: SpeedConfig = field(default_factory=SpeedConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
 
     def to_dict(self) -> dict[str, Any]:
         """The TOML-shaped dict (stored in checkpoints); from_dict(to_dict()) == self."""
@@ -95,12 +130,15 @@ class Config:
 
 
 _SECTIONS = {"data": DataConfig, "model": ModelConfig, "optim": OptimConfig, "weighting": WeightingConfig,
-             "freeze": FreezeConfig, "speed": SpeedConfig}
+             "freeze": FreezeConfig, "speed": SpeedConfig, "augment": AugmentConfig, "loss": LossConfig}
 _ALIASES = {("weighting", "lambda"): "lam"}
 _CHOICES = {("data", "dataset"): ("utkface", "celeba"), ("data", "protocol"): ("coral", "full"),
             ("model", "age_kind"): ("regression", "expectation"),
             ("weighting", "kind"): ("loss_weight_layer", "equal", "uncertainty", "dynamic"),
-            ("speed", "device"): ("auto", "cpu", "cuda")}
+            ("speed", "device"): ("auto", "cpu", "cuda"), ("speed", "bf16"): ("off", "auto", "always"),
+            # open sets: the registries' names, looked up when a config is read
+            ("optim", "schedule"): lambda: importlib.import_module("training.schedule").available_schedules(),
+            ("loss", "age"): lambda: importlib.import_module("training.losses").available_age_losses()}
 
 
 def _value(where: str, default: Any, value: Any) -> Any:
@@ -142,6 +180,7 @@ def _section(source: str, name: str, cls, raw: Any):
         attr = keymap[key]
         values[attr] = _value(f"{source}: '{name}.{key}'", getattr(defaults, attr), value)
         choices = _CHOICES.get((name, attr))
+        choices = choices() if callable(choices) else choices
         if choices and values[attr] not in choices:
             raise ConfigError(f"{source}: '{name}.{key}' is '{values[attr]}', not one of {', '.join(choices)}")
     return cls(**values)

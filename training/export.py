@@ -19,7 +19,6 @@ import argparse
 import datetime as dt
 import json
 import logging
-import subprocess
 import sys
 import tempfile
 import warnings
@@ -35,9 +34,10 @@ from torch import nn
 
 from engine.align import CHIP_SIZE
 from engine.modelspec import METADATA_KEY, AlignmentSpec, InputSpec, ModelSpec, Normalisation, TaskSpec
+from training import checkpoint
+from training.checkpoint import git_commit
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-CKPT_FORMAT = "faceattr-ckpt/1"
 PARITY_TOL = 1e-4
 OPSET = 18
 DEFAULT_CHIPS = REPO_ROOT / "cache" / "utkface"
@@ -84,17 +84,10 @@ def contract_output(task: TaskSpec, y: torch.Tensor) -> torch.Tensor:
 
 def load_checkpoint(path: Path) -> dict:
     """A ``faceattr-ckpt/1`` checkpoint as a dict; ExportError with the reason otherwise."""
-    path = Path(path)
-    if not path.is_file():
-        raise ExportError(f"{path}: checkpoint not found")
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # torch raises several types for a file that is not a checkpoint
-        raise ExportError(f"{path}: not a readable torch checkpoint ({type(e).__name__}: {e})") from e
-    if not isinstance(ckpt, dict) or ckpt.get("format") != CKPT_FORMAT:
-        found = ckpt.get("format") if isinstance(ckpt, dict) else type(ckpt).__name__
-        raise ExportError(f"{path}: not a FaceAttr checkpoint (format {found!r}, expected '{CKPT_FORMAT}')")
-    return ckpt
+        return checkpoint.load_checkpoint(path)
+    except checkpoint.CheckpointError as e:
+        raise ExportError(str(e)) from e
 
 
 def net_from_checkpoint(ckpt: Mapping, source: str = "checkpoint") -> nn.Module:
@@ -104,15 +97,6 @@ def net_from_checkpoint(ckpt: Mapping, source: str = "checkpoint") -> nn.Module:
         return build_from_checkpoint(ckpt).eval()
     except (KeyError, ValueError, RuntimeError) as e:
         raise ExportError(f"{source}: cannot rebuild the network ({type(e).__name__}: {e})") from e
-
-
-def git_commit(repo: Path = REPO_ROOT) -> str:
-    """``git rev-parse HEAD`` of the repo, or 'unknown' outside a git checkout."""
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True, timeout=10)
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-    return out.stdout.strip() if out.returncode == 0 else "unknown"
 
 
 def training_info(ckpt: Mapping) -> dict:

@@ -140,9 +140,9 @@ def task_from_dict(d: Mapping) -> TaskSpec:
 def build_from_checkpoint(ckpt: Mapping) -> MultiTaskNet:
     """Rebuild the trained net from a ``faceattr-ckpt/1`` checkpoint dict (weights loaded, eval mode)."""
     from training.backbones import create_backbone
+    from training.checkpoint import check_format
 
-    if ckpt.get("format") != "faceattr-ckpt/1":
-        raise ValueError(f"not a FaceAttr checkpoint (format {ckpt.get('format')!r}, expected 'faceattr-ckpt/1')")
+    check_format(ckpt)  # CheckpointError (a ValueError) names the format found
     model_cfg = ckpt["config"]["model"]
     tasks = [task_from_dict(t) for t in ckpt["tasks"]]
     backbone = create_backbone(ckpt["backbone"], pretrained=False)  # the weights come from model_state
