@@ -25,8 +25,15 @@ run '{PROG} annotate --help' for the details of a command."""
 
 
 def gui_parser() -> argparse.ArgumentParser:
-    from app.cli import add_model_options, positive_int
-    from engine.detect import DETECTORS
+    from app.cli import add_model_options, min_face_px, positive_int
+    from app.settings import MIN_FACE_RANGE
+    from engine.detect import DEFAULT_MIN_FACE, DETECTORS
+
+    def gui_min_face(text: str) -> int:
+        value = min_face_px(text)
+        if value > MIN_FACE_RANGE[1]:
+            raise argparse.ArgumentTypeError(f"must be at most {MIN_FACE_RANGE[1]} pixels, got {value}")
+        return value
 
     p = argparse.ArgumentParser(prog=PROG, epilog=USAGE_MORE, formatter_class=argparse.RawDescriptionHelpFormatter,
                                 description="Real-time face attributes: opens the window (no command), "
@@ -34,8 +41,12 @@ def gui_parser() -> argparse.ArgumentParser:
     p.add_argument("--self-test", action="store_true",
                    help="run the pipeline headless on the bundled sample and exit 0 on success")
     p.add_argument("--frames", type=positive_int, default=60, help="frames the self-test runs (default: 60)")
-    p.add_argument("--source", help="what to play: a video/image path, 'sample', or 'camera:NAME'")
+    p.add_argument("--source", help="what to play: a video or image path, a folder of images (each on its "
+                                    "own), 'sample', or 'camera:NAME'; one that cannot be opened exits 2")
     p.add_argument("--detector", choices=DETECTORS, default=None, help="face detector (default: remembered, hog)")
+    p.add_argument("--min-face", type=gui_min_face, default=None, metavar="PX",
+                   help="smallest face to find, in pixels of the video; smaller finds more and costs more "
+                        f"(default: remembered, {DEFAULT_MIN_FACE})")
     add_model_options(p, remembered=True)
     p.add_argument("--version", action="store_true", help="print the version and exit")
     return p
@@ -61,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
             return self_test_main(args.model, args.backend or "auto", args.frames,
                                   Path(args.source) if args.source else None)
         from app.gui import run_gui
-        return run_gui(args.model, args.backend, args.detector, args.source)
+        return run_gui(args.model, args.backend, args.detector, args.source, args.min_face)
     except KeyboardInterrupt:
         print(error_line("interrupted"), file=sys.stderr)
         return 130

@@ -1,43 +1,49 @@
-"""The main window: video view, source picker, transport, recording, model and backend menus,
-status line, and the side panel of current faces.
+"""The main window: video view, source picker, transport, recording, model, backend and
+detector menus, status line, and the side panel of current faces.
 
 The UI thread never captures or infers: a :class:`~app.worker.PipelineWorker` does, and
 models load in a :class:`~app.worker.BackgroundCall` (a TensorRT engine build can take
 minutes). A model, backend or detector change builds a new pipeline first and swaps it
 in only when that worked; if it failed, the sentence is shown and the old one is kept.
+
+Sources: the remembered source changes only when a source the user chose has opened. A
+remembered source that is gone at start (a file deleted, a camera unplugged) falls back
+to the first camera, else the sample, and the status line says so; one that fails to
+open is an error in the window, never a silent switch to something else.
 """
 from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Callable
 
 from PySide6.QtCore import QByteArray, QSettings, Qt
 from PySide6.QtGui import (QAction, QActionGroup, QCloseEvent, QColor, QDragEnterEvent, QDropEvent, QIcon,
                            QKeySequence, QPainter, QPixmap)
-from PySide6.QtWidgets import (QFileDialog, QLabel, QMainWindow, QMessageBox, QSplitter, QStyle,
-                               QToolBar)
+from PySide6.QtWidgets import QFileDialog, QLabel, QMainWindow, QMessageBox, QSplitter, QStyle, QToolBar
 
 from app.face_panel import FacePanel
 from app.settings import SAMPLE_SOURCE, AppSettings, default_record_dir, save_settings
-from app.source_picker import SourcePicker, is_available, resolve_spec
-from app.status import LiveStats
+from app.source_picker import SourcePicker, resolve_spec, unavailable_reason
+from app.status import BACKEND_TITLES, LiveStats, MessageLine
 from app.video_view import VideoView
 from app.worker import BackgroundCall, PipelineWorker, ShownFrame, SourceInfo, WorkerThread
 from engine.assets import default_model_path
+from engine.detect import DEFAULT_MIN_FACE, DETECTOR_TITLES
 from engine.pipeline import Pipeline, PipelineConfig
-from engine.sources import CameraInfo
+from engine.sources import CameraInfo, Source, open_source
 
-BACKEND_TITLES = {"auto": "Auto (best available)", "tensorrt": "TensorRT", "cuda": "CUDA", "cpu": "CPU"}
-DETECTOR_TITLES = {"hog": "HOG (fast)", "cnn": "CNN (robust, slow on CPU)"}
 DETECT_EVERY = (1, 2, 3, 5)
+MIN_FACES = (24, 40, 60, 80, 120)  # px: the "Smallest face" menu (plus the size in effect)
 STATUS_EVERY_S = 0.25
+STALL_TIMEOUT_S = PipelineConfig.stall_timeout_s
 
 
-def pipeline_config(settings: AppSettings) -> PipelineConfig:
+def pipeline_config(settings: AppSettings, stall_timeout_s: float = STALL_TIMEOUT_S) -> PipelineConfig:
     return PipelineConfig(
         model_path=Path(settings.model_path) if settings.model_path else default_model_path(),
         backend=settings.backend, detector=settings.detector, upsample=settings.upsample,
-        detect_max_width=settings.detect_max_width, detect_every=settings.detect_every)
+        min_face=settings.min_face, detect_every=settings.detect_every, stall_timeout_s=stall_timeout_s)
 
 
 def _record_icon() -> QIcon:
@@ -57,23 +63,30 @@ def short_provider(provider: str) -> str:
 
 
 class MainWindow(QMainWindow):
-    def __init__(self, store: QSettings, settings: AppSettings, cameras: list[CameraInfo]) -> None:
+    """``opener`` opens a source spec (``engine.sources.open_source``'s signature) and
+    ``stall_timeout_s`` ends a run whose source went silent; tests shorten both."""
+
+    def __init__(self, store: QSettings, settings: AppSettings, cameras: list[CameraInfo],
+                 opener: Callable[..., Source] = open_source, stall_timeout_s: float = STALL_TIMEOUT_S) -> None:
         super().__init__()
         self.store = store
         self.settings = settings  # what is in effect (saved whenever it changes)
         self.cameras = cameras
+        self.opener = opener
+        self.stall_timeout_s = stall_timeout_s
         self.pipeline: Pipeline | None = None
         self.frames_shown = 0
         self.last_shown: ShownFrame | None = None
         self.last_recording: Path | None = None
-        self.error_box: QMessageBox | None = None
         self._run: WorkerThread | None = None
         # stopped runs, kept alive until their 'finished' arrives: their late signals then
         # still come from a live object (a freed worker's address can be reused by the next)
         self._retired: list[WorkerThread] = []
         self._loader: BackgroundCall | None = None
-        self._loading: tuple[AppSettings, str | None, bool] | None = None
+        self._loading: tuple[AppSettings, tuple | None, bool] | None = None  # (settings, play args, initial)
         self._run_spec = ""
+        self._run_remember = True  # whether the run's source becomes the remembered one once open
+        self._run_note = ""  # why it plays instead of the remembered source, if it does
         self.stats = LiveStats()
         self._status_at = 0.0
 
@@ -91,8 +104,7 @@ class MainWindow(QMainWindow):
         self.picker.chosen.connect(self.play_source)
         self.picker.open_requested.connect(self.open_file_dialog)
         self._build_actions()
-        self.message_label = QLabel()
-        self.message_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.message_label = MessageLine()
         self.stats_label = QLabel()
         self.statusBar().setSizeGripEnabled(False)
         self.statusBar().addWidget(self.message_label, 1)
@@ -124,6 +136,8 @@ class MainWindow(QMainWindow):
         self.record_action.setIcon(_record_icon())
         self.record_action.setToolTip("Record the annotated video")
         open_file = self._action("Open file…", self.open_file_dialog, QKeySequence.StandardKey.Open)
+        self.open_folder_action = self._action("Open folder…", self.open_folder_dialog, "Ctrl+Shift+O")
+        self.open_folder_action.setToolTip("Play a folder's images, each on its own")
         open_model = self._action("Open model…", self.open_model_dialog, "Ctrl+M")
         record_dir = self._action("Record folder…", self.choose_record_dir)
         quit_action = self._action("Quit", self.close, QKeySequence.StandardKey.Quit)
@@ -138,7 +152,7 @@ class MainWindow(QMainWindow):
         self.addToolBar(toolbar)
 
         menu = self.menuBar().addMenu("&File")
-        for a in (open_file, open_model, record_dir):
+        for a in (open_file, self.open_folder_action, open_model, record_dir):
             menu.addAction(a)
         menu.addSeparator()
         menu.addAction(quit_action)
@@ -153,6 +167,14 @@ class MainWindow(QMainWindow):
         every = {k: "Detect every frame" if k == 1 else f"Detect every {k} frames (track between)"
                  for k in DETECT_EVERY}
         self.detect_every_actions = self._radio_group(detector_menu, every, self.set_detect_every)
+        detector_menu.addSeparator()
+        sizes = {px: f"{px} px" + (" (default)" if px == DEFAULT_MIN_FACE else "")
+                 for px in sorted({*MIN_FACES, self.settings.min_face})}
+        self.min_face_menu = detector_menu.addMenu("Smallest face")
+        self.min_face_menu.setToolTipsVisible(True)
+        self.min_face_actions = self._radio_group(self.min_face_menu, sizes, self.set_min_face)
+        for action in self.min_face_actions.values():
+            action.setToolTip("Smaller finds smaller (more distant) faces, and costs more")
 
     def _radio_menu(self, title: str, choices: dict, slot) -> dict:
         return self._radio_group(self.menuBar().addMenu(title), choices, slot)
@@ -174,7 +196,8 @@ class MainWindow(QMainWindow):
         """Menus and buttons show what is in effect."""
         for actions, current in ((self.backend_actions, self.settings.backend),
                                  (self.detector_actions, self.settings.detector),
-                                 (self.detect_every_actions, self.settings.detect_every)):
+                                 (self.detect_every_actions, self.settings.detect_every),
+                                 (self.min_face_actions, self.settings.min_face)):
             for key, action in actions.items():
                 action.setChecked(key == current)
         running = self.is_running()
@@ -188,23 +211,34 @@ class MainWindow(QMainWindow):
 
     # -- start-up and models -------------------------------------------------------------
 
-    def start(self) -> None:
-        """Load the model in effect and play the remembered source (else a camera, else the sample)."""
-        spec = self.settings.source
-        if not is_available(spec, self.cameras):
-            spec = self.picker.specs()[0] if self.cameras else SAMPLE_SOURCE
-        self.picker.show_spec(spec)
-        self._load(self.settings, play=spec, initial=True)
+    def start(self, source: str | None = None) -> None:
+        """Load the model in effect and play ``source`` (the command line's, already checked
+        to open), else the remembered source. A remembered source that is gone falls back
+        to the first camera, else the sample: the status line says so, and it stays remembered."""
+        if source:
+            play = (source, True, "")
+        else:
+            spec = self.settings.source
+            why = unavailable_reason(spec, self.cameras)
+            if why is None:
+                play = (spec, True, "")
+            else:
+                fallback = self.picker.specs()[0] if self.cameras else SAMPLE_SOURCE
+                play = (fallback, False, why if spec else "")
+        self.picker.show_spec(play[0])
+        self._load(self.settings, play=play, initial=True)
 
     def is_loading(self) -> bool:
         return self._loader is not None
 
-    def _load(self, settings: AppSettings, play: str | None, initial: bool = False) -> None:
+    def _load(self, settings: AppSettings, play: tuple | None, initial: bool = False) -> None:
+        """Build a pipeline for ``settings`` in the background; then play ``play``
+        (:meth:`play_source`'s arguments), or else what was playing."""
         if self._loader is not None:
             self.show_message("A model is still loading; try again when it is done.")
             self._sync_controls()
             return
-        config = pipeline_config(settings)
+        config = pipeline_config(settings, self.stall_timeout_s)
         self.show_message(f"Loading {config.model_path.name} ({settings.backend})…")
         loader = BackgroundCall(lambda: Pipeline.create(config))
         # bound methods, not lambdas: a lambda would run in the loader's thread
@@ -234,9 +268,10 @@ class MainWindow(QMainWindow):
                           + (f" ({notes})" if notes else ""))
         self._update_stats(force=True)
         self._sync_controls()
-        target = play or (current if was_playing else None)
-        if target:
-            self.play_source(target)
+        if play:
+            self.play_source(*play)
+        elif was_playing:  # the same source, on the new pipeline
+            self.play_source(current, self._run_remember, self._run_note)
 
     def _load_failed(self, why: str) -> None:
         settings, play, initial = self._loading
@@ -274,6 +309,10 @@ class MainWindow(QMainWindow):
         if every != self.settings.detect_every:
             self._load(self.settings.replace(detect_every=every), play=None)
 
+    def set_min_face(self, px: int) -> None:
+        if px != self.settings.min_face:
+            self._load(self.settings.replace(min_face=px), play=None)
+
     # -- sources and transport -----------------------------------------------------------
 
     def open_file_dialog(self) -> None:
@@ -283,20 +322,26 @@ class MainWindow(QMainWindow):
         if path:
             self.open_file(path)
 
-    def open_file(self, path: str | Path) -> None:
-        spec = str(Path(path))
-        self.picker.show_spec(spec)
-        self.play_source(spec)
+    def open_folder_dialog(self) -> None:
+        path = QFileDialog.getExistingDirectory(self, "Open folder of images", str(Path.home()))
+        if path:
+            self.open_file(path)
 
-    def play_source(self, spec: str) -> None:
-        """Stop what plays and play ``spec`` ('sample', 'camera:NAME' or a path)."""
+    def open_file(self, path: str | Path) -> None:
+        """Play a video, an image, or a folder (its images in name order, each on its own)."""
+        self.play_source(str(Path(path)))
+
+    def play_source(self, spec: str, remember: bool = True, note: str = "") -> None:
+        """Stop what plays and play ``spec`` ('sample', 'camera:NAME' or a path). It becomes
+        the remembered source once it has opened if ``remember``; ``note`` says why it plays
+        (e.g. instead of a remembered source that is gone)."""
         self.picker.show_spec(spec)
         self._stop_run()
         if self.pipeline is None:
             self.show_error("No model", "No model is loaded: open one with File ▸ Open model….")
             return
         target, loop = resolve_spec(spec, self.cameras)
-        worker = PipelineWorker(self.pipeline, target, loop=loop)
+        worker = PipelineWorker(self.pipeline, target, loop=loop, opener=self.opener)
         # bound methods, not lambdas: a lambda would run in the worker's thread
         worker.opened.connect(self._opened)
         worker.result.connect(self._show_result)
@@ -304,10 +349,11 @@ class MainWindow(QMainWindow):
         worker.recording.connect(self._recording_event)
         worker.finished.connect(self._run_finished)
         self._run = WorkerThread(worker)
-        self._run_spec = spec
+        self._run_spec, self._run_remember, self._run_note = spec, remember, note
         self.stats.reset()
         self._run.start()
-        self.show_message(f"Opening {spec if spec != SAMPLE_SOURCE else 'the sample video'}…")
+        what = spec if spec != SAMPLE_SOURCE else "the sample video"
+        self.show_message(f"{note}; opening {what} instead…" if note else f"Opening {what}…")
         self._sync_controls()
 
     def _is_current(self, worker) -> bool:
@@ -316,10 +362,12 @@ class MainWindow(QMainWindow):
     def _opened(self, info: SourceInfo) -> None:
         if not self._is_current(self.sender()):
             return
-        self.settings = self.settings.replace(source=self._run_spec)
-        self._save()
+        if self._run_remember:
+            self.settings = self.settings.replace(source=self._run_spec)
+            self._save()
         kind = "live" if info.is_live else f"{info.fps:.3g} fps"
-        self.show_message(f"Playing {info.source_id} ({info.size_wh[0]}×{info.size_wh[1]}, {kind})")
+        what = f"{info.source_id} ({info.size_wh[0]}×{info.size_wh[1]}, {kind})"
+        self.show_message(f"{self._run_note}; playing {what} instead" if self._run_note else f"Playing {what}")
 
     def play(self) -> None:
         if self.is_running():
@@ -360,7 +408,7 @@ class MainWindow(QMainWindow):
             self._run.thread.wait(2000)
             if reason.startswith("end of "):
                 self.show_message(f"Finished: {reason}")
-            elif reason != "stopped" and not self.message_label.property("error"):
+            elif reason != "stopped" and not self.message_label.is_error():
                 self.show_error("Playback ended", reason)  # e.g. a truncated file, a camera unplugged
             self._retired.append(self._run)
             self._run = None
@@ -428,24 +476,15 @@ class MainWindow(QMainWindow):
     # -- messages ------------------------------------------------------------------------
 
     def show_message(self, text: str) -> None:
-        self.message_label.setProperty("error", False)
-        self.message_label.setStyleSheet("")
-        self.message_label.setText(text)
-        self.message_label.setToolTip(text)
+        self.message_label.show_message(text)
 
     def show_error(self, title: str, text: str) -> None:
         """The sentence in the status line (red) and in a non-modal box: the window stays usable."""
-        self.message_label.setText(text)
-        self.message_label.setToolTip(text)  # the status line may cut a long sentence
-        self.message_label.setProperty("error", True)
-        self.message_label.setStyleSheet("color: #c62828;")
-        if self.error_box is not None:
-            self.error_box.close()
-        box = QMessageBox(QMessageBox.Icon.Warning, title, text[:1].upper() + text[1:],
-                          QMessageBox.StandardButton.Ok, self)
-        box.setWindowModality(Qt.WindowModality.NonModal)
-        box.show()
-        self.error_box = box
+        self.message_label.show_error(title, text)
+
+    @property
+    def error_box(self) -> QMessageBox | None:
+        return self.message_label.error_box
 
     def message(self) -> str:
         return self.message_label.text()
@@ -467,11 +506,15 @@ class MainWindow(QMainWindow):
         save_settings(self.store, self.settings)
 
     def closeEvent(self, event: QCloseEvent) -> None:
+        """Stop the run (a worker still finishing stays referenced by app.worker until its
+        thread ends) and drop a model still loading: its result is no longer wanted."""
         self._stop_run()
-        self._finish_loader()
+        loader, self._loader = self._loader, None
+        if loader is not None:
+            loader.done.disconnect(self._loaded)
+            loader.failed.disconnect(self._load_failed)
         self.settings = self.settings.replace(geometry=bytes(self.saveGeometry().data()))
         self._save()
-        if self.error_box is not None:
-            self.error_box.close()
+        self.message_label.close_box()
         super().closeEvent(event)
 

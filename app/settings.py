@@ -13,13 +13,14 @@ from pathlib import Path
 
 from PySide6.QtCore import QByteArray, QSettings, QStandardPaths
 
+from engine.detect import DEFAULT_MIN_FACE, DETECTORS
 from engine.model import BACKENDS
 
 ORGANIZATION = "FaceAttr"
 APPLICATION = "FaceAttr"
 SETTINGS_ENV = "FACEATTR_SETTINGS"
 SAMPLE_SOURCE = "sample"  # the bundled sample video (a source spec of its own)
-DETECTORS = ("hog", "cnn")
+MIN_FACE_RANGE = (8, 1000)  # px: smallest-face sizes accepted from the store and the command line
 
 
 def default_record_dir() -> str:
@@ -31,12 +32,14 @@ def default_record_dir() -> str:
 class AppSettings:
     """The remembered choices. ``model_path`` '' means the default model."""
 
-    source: str = ""  # '' (first camera, else the sample), 'sample', 'camera:NAME', or a file path
+    # '' (first camera, else the sample), 'sample', 'camera:NAME', or a file or folder path.
+    # Changes only when a source the user chose has opened (never to a fallback).
+    source: str = ""
     model_path: str = ""
     backend: str = "auto"
     detector: str = "hog"
     upsample: int = 0
-    detect_max_width: int = 640
+    min_face: int = DEFAULT_MIN_FACE  # px: the smallest face found (sets the detection scale)
     # Live default: detect every 3rd frame, track in between. On the 2-core reference CPU
     # this is the setting that keeps 100 % face recall at ~30 fps (benchmarks/RESULTS.md,
     # "Live pipeline"); detecting every frame gives ~24 fps. The CLI detects every frame.
@@ -81,7 +84,7 @@ def load_settings(store: QSettings) -> AppSettings:
         backend=backend if backend in BACKENDS else d.backend,
         detector=detector if detector in DETECTORS else d.detector,
         upsample=_int(store.value("upsample"), d.upsample, 0, 3),
-        detect_max_width=_int(store.value("detect_max_width"), d.detect_max_width, 0, 10000),
+        min_face=_int(store.value("min_face"), d.min_face, *MIN_FACE_RANGE),
         detect_every=_int(store.value("detect_every"), d.detect_every, 1, 100),
         record_dir=text("record_dir", d.record_dir),
         geometry=bytes(geometry.data()) if isinstance(geometry, QByteArray) else d.geometry,

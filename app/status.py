@@ -1,8 +1,13 @@
-"""The status line's numbers: frames per second, per-stage latency, dropped frames."""
+"""The status line: its message (or error) and its numbers (frames per second, per-stage
+latency, dropped frames)."""
 from __future__ import annotations
 
 import collections
+import re
 from typing import Mapping
+
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QLabel, QMessageBox, QWidget
 
 STAGES = ("detect", "align", "model", "track", "smooth")
 LATENCY_SMOOTHING = 0.8  # weight of the past in each stage's running average
@@ -50,3 +55,50 @@ class LiveStats:
         if provider:
             parts.append(provider.replace("ExecutionProvider", ""))
         return "  ·  ".join(parts)
+
+
+BACKEND_TITLES = {"auto": "Auto (best available)", "tensorrt": "TensorRT", "cuda": "CUDA", "cpu": "CPU"}
+
+
+def window_words(text: str) -> str:
+    """A sentence written for the command line, in the window's words: the engine advises
+    '--backend cpu', the window says 'Backend ▸ CPU' (its menu)."""
+    return re.sub(r"--backend (\w+)", lambda m: f"Backend ▸ {BACKEND_TITLES.get(m[1], m[1])}", text)
+
+
+class MessageLine(QLabel):
+    """The status line's sentence; an error is red and also shown in a non-modal box, so
+    the window stays usable."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.error_box: QMessageBox | None = None
+
+    def show_message(self, text: str) -> None:
+        self.setProperty("error", False)
+        self.setStyleSheet("")
+        self._set(text)
+
+    def show_error(self, title: str, text: str) -> None:
+        text = window_words(text)
+        self._set(text)
+        self.setProperty("error", True)
+        self.setStyleSheet("color: #c62828;")
+        self.close_box()
+        box = QMessageBox(QMessageBox.Icon.Warning, title, text[:1].upper() + text[1:],
+                          QMessageBox.StandardButton.Ok, self.window())
+        box.setWindowModality(Qt.WindowModality.NonModal)
+        box.show()
+        self.error_box = box
+
+    def is_error(self) -> bool:
+        return bool(self.property("error"))
+
+    def close_box(self) -> None:
+        if self.error_box is not None:
+            self.error_box.close()
+
+    def _set(self, text: str) -> None:
+        self.setText(text)
+        self.setToolTip(text)  # the status line may cut a long sentence

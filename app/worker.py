@@ -16,6 +16,13 @@ Qt-free: this module is the only bridge.
 
 :class:`BackgroundCall` runs one slow function (loading a model, which for TensorRT can
 take minutes) in a thread and reports its value or its error sentence.
+
+No hang, no abort: every blocking call in a worker thread has a timeout (opening a
+camera or pipe: the opener's; a source that goes silent: the pipeline's stall timeout),
+and a stop never waits for an open (it runs in a helper thread). Every started QThread
+is kept referenced here until it has ended (:func:`wait_for_threads`): Qt aborts the
+process when a running QThread is destroyed, e.g. with a window that was closed while
+its worker was still finishing.
 """
 from __future__ import annotations
 
@@ -36,6 +43,7 @@ from engine.sources import Source, open_source
 from engine.types import FrameResult
 from engine.write import VideoWriter
 
+_POLL_S = 0.05  # how often a waiting worker looks at its stop flag
 MAX_FRAMES_IN_FLIGHT = 2  # rendered frames queued for the UI; beyond that the display skips
 BEHIND_RESET_S = 0.25  # pacing: this far behind the file's clock, restart the clock
 
@@ -136,8 +144,47 @@ class PipelineWorker(QObject):
                 self._close_writer()
             self.finished.emit(reason)
 
+    def _open(self) -> Source | None:
+        """The opened source, or None when stopped first.
+
+        The opener runs in a helper thread so that a stop (another source chosen, the
+        window closed) never waits for it: opening a camera or pipe can take up to the
+        opener's own timeout. A source that opens after the stop is closed by the helper.
+        """
+        done, lock, box = threading.Event(), threading.Lock(), {}
+
+        def work() -> None:
+            try:
+                outcome = ("source", self._opener(self.source_spec, loop=self.loop))
+            except BaseException as e:  # noqa: BLE001 - handed to the worker
+                outcome = ("error", e)
+            with lock:
+                box["outcome"] = outcome
+                abandoned = box.get("abandoned", False)
+            done.set()
+            if abandoned and outcome[0] == "source":
+                outcome[1].close()
+
+        threading.Thread(target=work, name="faceattr-worker-open", daemon=True).start()
+        while not done.wait(_POLL_S):
+            if self._stop.is_set():
+                with lock:
+                    if "outcome" not in box:
+                        box["abandoned"] = True
+                        return None
+                break
+        kind, value = box["outcome"]
+        if kind == "error":
+            raise value
+        if self._stop.is_set():
+            value.close()
+            return None
+        return value
+
     def _play(self) -> str:
-        source = self._opener(self.source_spec, loop=self.loop)
+        source = self._open()
+        if source is None:
+            return "stopped"
         try:
             info = SourceInfo(source.source_id, source.is_live, source.fps, tuple(source.size_wh),
                               source.frame_count)
@@ -163,7 +210,11 @@ class PipelineWorker(QObject):
         if self._stop.is_set():
             return "stopped"
         why = self.pipeline.last_end_reason
-        return why or f"end of {info.source_id}"
+        if why:
+            return why
+        skipped = self.pipeline.last_warnings  # e.g. unreadable images of a folder
+        more = f" (and {len(skipped) - 1} more)" if len(skipped) > 1 else ""
+        return f"end of {info.source_id}" + (f"; {skipped[0]}{more}" if skipped else "")
 
     def _wait_for_media_time(self, clock, media_s: float):
         now = time.monotonic()
@@ -229,6 +280,7 @@ class WorkerThread:
 
     def start(self) -> None:
         self.thread.start()
+        _keep_until_ended(self)
 
     def is_running(self) -> bool:
         return self.thread.isRunning()
@@ -254,6 +306,7 @@ class BackgroundCall(QObject):
 
     def start(self) -> None:
         self.thread.start()
+        _keep_until_ended(self)
 
     @Slot()
     def _run(self) -> None:
@@ -268,3 +321,28 @@ class BackgroundCall(QObject):
 
     def wait(self, timeout_s: float = 60.0) -> bool:
         return self.thread.wait(int(timeout_s * 1000))
+
+
+# -- threads outlive their owners ---------------------------------------------------------
+
+_started: list = []  # WorkerThread / BackgroundCall objects whose QThread may still run
+
+
+def _keep_until_ended(owner) -> None:
+    """Hold ``owner`` (and so its QThread and worker) until its thread has ended."""
+    _started[:] = [o for o in _started if o.thread.isRunning()]
+    _started.append(owner)
+
+
+def running_threads() -> int:
+    """How many started threads have not ended yet."""
+    return sum(1 for o in _started if o.thread.isRunning())
+
+
+def wait_for_threads(timeout_s: float) -> bool:
+    """Wait up to ``timeout_s`` for every started thread to end; True when none runs."""
+    deadline = time.monotonic() + timeout_s
+    for owner in list(_started):
+        owner.thread.wait(max(0, int((deadline - time.monotonic()) * 1000)))
+    _started[:] = [o for o in _started if o.thread.isRunning()]
+    return not _started

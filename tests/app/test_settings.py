@@ -8,7 +8,7 @@ from app.settings import AppSettings, load_settings, open_qsettings, save_settin
 
 def test_settings_round_trip_through_the_isolated_store(isolated_settings):
     chosen = AppSettings(source="camera:HD Webcam", model_path="/models/m.onnx", backend="cpu",
-                         detector="cnn", upsample=1, detect_max_width=800, detect_every=3,
+                         detector="cnn", upsample=1, min_face=60, detect_every=3,
                          record_dir="/videos/faceattr", geometry=b"\x01\xd9\xd0\xcb geometry")
     store = open_qsettings()
     assert store.fileName() == str(isolated_settings)
@@ -24,8 +24,25 @@ def test_an_empty_store_gives_the_defaults():
 def test_invalid_stored_values_fall_back_to_their_defaults(isolated_settings):
     store = QSettings(str(isolated_settings), QSettings.Format.IniFormat)
     for key, value in {"backend": "quantum", "detector": "eyes", "detect_every": "zero",
-                       "upsample": 99, "source": "sample"}.items():
+                       "upsample": 99, "min_face": 4, "source": "sample"}.items():
         store.setValue(key, value)
+    store.sync()
+    store.setValue("detect_max_width", 640)  # a key older versions wrote: ignored
     store.sync()
     loaded = load_settings(open_qsettings())
     assert loaded == AppSettings(source="sample")
+    assert loaded.min_face == 40
+
+
+def test_detector_names_come_from_the_engines_registry(isolated_settings):
+    from engine.detect import DETECTORS
+
+    store = QSettings(str(isolated_settings), QSettings.Format.IniFormat)
+    for name in DETECTORS:
+        store.setValue("detector", name)
+        store.sync()
+        assert load_settings(open_qsettings()).detector == name
+    store.setValue("min_face", 1000)
+    store.setValue("detect_max_width", 0)
+    store.sync()
+    assert load_settings(open_qsettings()).min_face == 1000
