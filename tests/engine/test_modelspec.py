@@ -172,3 +172,9 @@ def test_long_malformed_value_is_cut_short_in_the_message():
     with pytest.raises(ModelDescriptionError) as e:
         ModelSpec.from_json(_with("tasks[3].bins", ["x"] * 100), source=SOURCE)
     assert str(e.value).endswith('...') and len(str(e.value)) < 200
+
+
+@pytest.mark.parametrize("value", [10 ** 400, float("nan"), float("inf")], ids=["huge-int", "NaN", "Infinity"])
+def test_numbers_beyond_float_range_or_not_finite_are_refused(value):
+    with pytest.raises(ModelDescriptionError, match=r"field 'alignment\.padding' should be a number of 0 or more"):
+        ModelSpec.from_json(_with("alignment.padding", value), source=SOURCE)
