@@ -6,22 +6,34 @@ Neither imports Qt. Every failure the user can cause ends as one line
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import importlib.metadata
 import json
 import platform
+import signal
 import sys
 from dataclasses import asdict
 from pathlib import Path
 from typing import TextIO
 
 from app.errors import PROG, error_line, error_sentence
-from engine.annotate import AnnotateSummary, annotate_file, output_paths
+from engine.annotate import AnnotateSummary, annotate_file
 from engine.assets import default_model_path
-from engine.detect import DETECTORS
+from engine.detect import DEFAULT_MIN_FACE, DETECTOR_TITLES, DETECTORS
 from engine.model import BACKENDS, FaceAttrModel, available_providers
+from engine.outdir import FolderInUseError, OutputFolderLock, unique_names
 from engine.pipeline import Pipeline, PipelineConfig
 from engine.sources import list_cameras
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+EXIT_INTERRUPTED = {signal.SIGINT: 130, signal.SIGTERM: 143}  # 128 + the signal, as shells report
+EXIT_STATUS_HELP = """exit status:
+  0    every input annotated
+  1    some input failed (named above the summary; its partial outputs are kept as *.part.*)
+  2    usage error (bad option), or the output folder is in use by another run
+  130  interrupted by Ctrl+C, 143 by SIGTERM: the current input's outputs are finished
+       (playable video, whole lines) and kept as *.part.*"""
 
 
 def positive_int(text: str) -> int:
@@ -40,20 +52,33 @@ def add_model_options(parser: argparse.ArgumentParser, remembered: bool = False)
                         help=f"ONNX Runtime back-end: auto tries TensorRT, CUDA, then CPU (default: {default}auto)")
 
 
+def min_face_px(text: str) -> int:
+    value = int(text)
+    if value < 8:
+        raise argparse.ArgumentTypeError(f"must be at least 8 pixels, got {value}")
+    return value
+
+
 def add_detector_options(parser: argparse.ArgumentParser) -> None:
+    titles = ", ".join(f"{k} ({v})" for k, v in DETECTOR_TITLES.items())
     parser.add_argument("--detector", choices=DETECTORS, default="hog",
-                        help="face detector: hog (fast) or cnn (dlib's mmod, slow on CPU) (default: hog)")
+                        help=f"face detector: {titles} (default: hog)")
     parser.add_argument("--detect-every", type=positive_int, default=1, metavar="K",
                         help="detect on every K-th frame and track in between (default: 1)")
+    parser.add_argument("--min-face", type=min_face_px, default=DEFAULT_MIN_FACE, metavar="PX",
+                        help="smallest face to find, in pixels of the input; smaller finds more "
+                             f"and costs more (default: {DEFAULT_MIN_FACE})")
 
 
 # -- annotate -------------------------------------------------------------------------------
 
 def annotate_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog=f"{PROG} annotate",
+        prog=f"{PROG} annotate", epilog=EXIT_STATUS_HELP, formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Annotate videos, images or folders of images: an annotated video (or image) "
-                    "per input, and per-face records with --jsonl / --csv.")
+                    "per input, and per-face records with --jsonl / --csv. Each image is its own "
+                    "scene (no tracking across photos); outputs are named after the input's whole "
+                    "file name (x.mp4 -> x.mp4.annotated.mp4, x.mp4.jsonl).")
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="video file, image file or folder of images")
     p.add_argument("-o", "--out", dest="out_dir", type=Path, required=True, metavar="OUTDIR",
                    help="folder for the outputs (created if needed)")
@@ -67,7 +92,7 @@ def annotate_parser() -> argparse.ArgumentParser:
 
 def _config(args) -> PipelineConfig:
     return PipelineConfig(model_path=args.model or default_model_path(), backend=args.backend,
-                          detector=args.detector, detect_every=args.detect_every)
+                          detector=args.detector, detect_every=args.detect_every, min_face=args.min_face)
 
 
 class _ProgressBar:
@@ -90,17 +115,26 @@ class _ProgressBar:
             self.bar.close()
 
 
-def _check_input(path: Path, seen: dict[Path, Path], out_dir: Path) -> str | None:
-    """Problems found before opening: missing input, outputs that would overwrite another's."""
-    if not path.exists():
-        return f"{path}: no such file or folder"
-    key = output_paths(path, out_dir)["jsonl"]  # every output is named after the input's stem
-    other = seen.get(key)
-    if other is not None and other.resolve() != path.resolve():
-        return (f"{path}: its outputs would overwrite those of {other} (same name); "
-                "annotate it into another folder")
-    seen[key] = path
-    return None
+class Interrupted(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread like Ctrl+C's KeyboardInterrupt."""
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt():
+    """SIGTERM (kill, timeout, docker stop) ends the run the way Ctrl+C does."""
+    def handler(signum, frame):
+        _signals.append(signum)
+        raise Interrupted()
+
+    try:
+        previous = signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread (embedded use): leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def annotate_main(argv: list[str], out: TextIO | None = None, err: TextIO | None = None) -> int:
@@ -108,42 +142,83 @@ def annotate_main(argv: list[str], out: TextIO | None = None, err: TextIO | None
     args = annotate_parser().parse_args(argv)
     if args.no_video and not (args.jsonl or args.csv):
         print(error_line("nothing to write: --no-video without --jsonl or --csv"), file=err)
-        return 2
+        return EXIT_USAGE
+    _signals.clear()
+    lock = OutputFolderLock(args.out_dir)
+    try:
+        lock.acquire()
+    except FolderInUseError as e:
+        print(error_line(str(e)), file=err)
+        return EXIT_USAGE
+    except OSError as e:
+        print(error_line(f"{args.out_dir}: cannot write the output folder ({(e.strerror or str(e)).lower()})"),
+              file=err)
+        return EXIT_FAILED
+    try:
+        with _sigterm_as_interrupt():
+            return _annotate_all(args, out, err)
+    finally:
+        lock.release()
+
+
+def _annotate_all(args, out: TextIO, err: TextIO) -> int:
     config = _config(args)
     try:
         pipeline = Pipeline.create(config)  # one model for all files
     except Exception as e:  # noqa: BLE001 - one line, no traceback
         print(error_line(e, str(config.model_path)), file=err)
-        return 1
+        return EXIT_FAILED
     for note in pipeline.notes:
         print(f"{PROG}: note: {note}", file=err)
     print(f"{PROG}: model {pipeline.spec.name} on {pipeline.provider}", file=err)
 
     summaries: list[AnnotateSummary] = []
-    seen: dict = {}
-    for text in args.inputs:
+    interrupted: AnnotateSummary | None = None
+    for text, name in zip(args.inputs, unique_names(args.inputs)):
         path = Path(text)
-        problem = _check_input(path, seen, args.out_dir)
-        if problem:
-            summary = AnnotateSummary(path, error=problem)
-        else:
-            bar = _ProgressBar(path.name, err)
-            try:
-                summary = annotate_file(path, args.out_dir, pipeline, jsonl=args.jsonl, csv=args.csv,
-                                        video=not args.no_video, progress=bar)
-            except Exception as e:  # noqa: BLE001 - one bad file does not stop the others
-                summary = AnnotateSummary(path, error=error_sentence(e, str(path)))
-            finally:
-                bar.close()
+        bar = _ProgressBar(printable(path.name), err)
+        try:
+            summary = annotate_file(path, args.out_dir, pipeline, jsonl=args.jsonl, csv=args.csv,
+                                    video=not args.no_video, progress=bar, name=name)
+        except KeyboardInterrupt:  # before or after the file's own handling: nothing open
+            summary = AnnotateSummary(path, interrupted=True)
+        except Exception as e:  # noqa: BLE001 - one bad file does not stop the others
+            summary = AnnotateSummary(path, error=error_sentence(e, str(path)))
+        finally:
+            bar.close()
         if summary.error is None and summary.end_reason:  # a truncated input: kept, but not a success
             summary = dataclasses.replace(summary, error=summary.end_reason)
         for warning in summary.warnings:
-            print(f"{PROG}: warning: {warning}", file=err)
+            print(f"{PROG}: warning: {printable(warning)}", file=err)
         if summary.error:
-            print(error_line(summary.error, str(path)), file=err)
+            print(error_line(printable(summary.error), printable(str(path))), file=err)
         summaries.append(summary)
+        if summary.interrupted:
+            interrupted = summary
+            break
     print(summary_table(summaries), file=out)
-    return 0 if all(s.ok for s in summaries) else 1
+    if interrupted is not None:
+        how = "SIGTERM" if _last_signal() == signal.SIGTERM else "Ctrl+C"
+        kept = ", ".join(printable(str(p)) for p in interrupted.outputs)
+        print(error_line(f"interrupted by {how} in {printable(str(interrupted.input))}"
+                         + (f"; partial outputs kept: {kept}" if kept else "")), file=err)
+        return EXIT_INTERRUPTED[_last_signal()]
+    return EXIT_OK if all(s.ok for s in summaries) else EXIT_FAILED
+
+
+_signals: list[int] = []
+
+
+def _last_signal() -> int:
+    """Which signal interrupted the run: SIGTERM when our handler saw one, else SIGINT."""
+    return _signals[-1] if _signals else signal.SIGINT
+
+
+def printable(text: str) -> str:
+    """``text`` on one line: control characters (a newline in a file name) shown escaped."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
 
 
 def summary_table(summaries: list[AnnotateSummary]) -> str:
@@ -155,7 +230,9 @@ def summary_table(summaries: list[AnnotateSummary]) -> str:
         else:
             kept = f" (kept: {', '.join(str(p) for p in s.outputs)})" if s.outputs else ""
             what = f"FAILED: {s.error}{kept}"
-        rows.append((str(s.input), str(s.frames), str(s.faces), f"{s.fps:.1f}", what))
+        if s.interrupted:
+            what = "INTERRUPTED" + (f" (kept: {', '.join(str(p) for p in s.outputs)})" if s.outputs else "")
+        rows.append((printable(str(s.input)), str(s.frames), str(s.faces), f"{s.fps:.1f}", printable(what)))
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
     lines = []
     for r in rows:

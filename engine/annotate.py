@@ -1,10 +1,17 @@
-"""Batch annotation of one file: the annotated video (or image) plus JSONL / CSV records.
+"""Batch annotation of one input: the annotated video (or images) plus JSONL / CSV records.
 
-:func:`annotate_file` never raises for a problem with the file itself (missing, not a
-video, truncated, an output that cannot be written): it returns an
+:func:`annotate_file` never raises for a problem with the input or an output (missing,
+not a video, truncated, unreadable images, a full disk): it returns an
 :class:`AnnotateSummary` whose ``error`` says what went wrong, so a batch goes on with
-the next file. Whatever was written before a failure is kept and listed in ``outputs``.
-Pass a ready :class:`Pipeline` to load the model once for many files.
+the next input. Outputs get their final names only when they are complete
+(:mod:`engine.write`); after a write error or an interruption what was written is kept
+under the temporary names and listed in ``outputs``. Ctrl+C (and SIGTERM, which the CLI
+turns into the same) ends the input with ``interrupted`` set.
+
+Output names carry the input's whole file name, so ``x.jpg`` and ``x.mp4`` never share
+one: ``x.mp4.annotated.mp4``, ``x.mp4.jsonl``, ``x.jpg.annotated.jpg``, a folder
+``photos`` gives ``photos.annotated/`` and ``photos.jsonl``. Pass ``name`` to choose
+another base (the CLI does for two inputs of the same name in different folders).
 """
 from __future__ import annotations
 
@@ -12,14 +19,14 @@ import contextlib
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterable, Sequence
 
-import cv2
-
+from engine.modelspec import ModelSpec
 from engine.pipeline import Pipeline, PipelineConfig
 from engine.render import Renderer
 from engine.sources import ImageSource, SourceError, open_source
-from engine.write import CsvWriter, JsonlWriter, VideoWriter, WriteError
+from engine.types import FrameResult
+from engine.write import CsvWriter, ImageWriter, JsonlWriter, VideoWriter, WriteError, image_suffix
 
 ProgressFn = Callable[[int, "int | None"], None]
 
@@ -31,69 +38,88 @@ class AnnotateSummary:
     faces: int = 0  # face records (one per face per frame)
     seconds: float = 0.0
     outputs: list[Path] = field(default_factory=list)
-    error: str | None = None  # why the file could not be (fully) annotated
+    error: str | None = None  # why the input could not be (fully) annotated
     end_reason: str | None = None  # why the input ended early (truncated file), if it did
     warnings: tuple[str, ...] = ()  # skipped over (unreadable images in a folder)
+    unreadable: tuple[Path, ...] = ()  # images of a folder that could not be read
+    interrupted: bool = False  # Ctrl+C / SIGTERM stopped it; outputs are the partial ones
 
     @property
     def ok(self) -> bool:
-        return self.error is None
+        return self.error is None and not self.interrupted
 
     @property
     def fps(self) -> float:
         return self.frames / self.seconds if self.seconds > 0 else 0.0
 
 
-def output_paths(input_path: str | Path, out_dir: str | Path) -> dict[str, Path]:
-    """Where each output of ``input_path`` goes: named after its stem."""
-    stem = Path(input_path).stem or Path(input_path).name
+def output_paths(input_path: str | Path, out_dir: str | Path, name: str | None = None) -> dict[str, Path]:
+    """Where each output of ``input_path`` goes, named after its whole file name (or ``name``)."""
+    input_path = Path(input_path)
+    base = name or input_path.name or "input"
     out_dir = Path(out_dir)
-    return {"video": out_dir / f"{stem}.annotated.mp4",
-            "image": out_dir / f"{stem}.annotated{_image_suffix(Path(input_path))}",
-            "images": out_dir / f"{stem}.annotated", "jsonl": out_dir / f"{stem}.jsonl",
-            "csv": out_dir / f"{stem}.csv"}
+    return {"video": out_dir / f"{base}.annotated.mp4",
+            "image": out_dir / f"{base}.annotated{image_suffix(input_path)}",
+            "images": out_dir / f"{base}.annotated", "jsonl": out_dir / f"{base}.jsonl",
+            "csv": out_dir / f"{base}.csv"}
 
 
-def _image_suffix(path: Path) -> str:
-    """Annotated images keep JPEG as JPEG; everything else becomes PNG (lossless)."""
-    return path.suffix.lower() if path.suffix.lower() in (".jpg", ".jpeg", ".png") else ".png"
+def render_and_write(results: Iterable[FrameResult], sinks: Sequence, renderer: Renderer | None,
+                     spec: ModelSpec, on_frame: Callable[[FrameResult], None] | None = None) -> None:
+    """The one render-then-write loop: each result rendered once (when a visual sink wants
+    it) and handed to every sink."""
+    visual = renderer is not None and any(isinstance(s, (VideoWriter, ImageWriter)) for s in sinks)
+    for result in results:
+        image_bgr = renderer(result.frame.image_bgr, result.faces, spec) if visual else None
+        for sink in sinks:
+            sink.write(result, image_bgr)
+        if on_frame is not None:
+            on_frame(result)
 
 
-class _ImageWriter:
-    """Annotated images: one file for an image input, a folder for a folder of images."""
+def _open_sinks(source, input_path: Path, paths: dict[str, Path], spec: ModelSpec,
+                video: bool, jsonl: bool, csv: bool) -> list:
+    sinks: list = []
+    try:
+        if video:
+            if isinstance(source, ImageSource):
+                folder = input_path.is_dir()
+                sinks.append(ImageWriter(paths["images"] if folder else paths["image"], folder))
+            else:
+                sinks.append(VideoWriter(paths["video"], source.fps, source.size_wh))
+        if jsonl:
+            sinks.append(JsonlWriter(paths["jsonl"], spec))
+        if csv:
+            sinks.append(CsvWriter(paths["csv"], spec))
+    except BaseException:
+        for s in sinks:
+            s.abort()
+            for p in (s.part,):
+                with contextlib.suppress(OSError):
+                    p.unlink() if p.is_file() else None
+        raise
+    return sinks
 
-    def __init__(self, path: Path, folder: bool) -> None:
-        self.path = path
-        self.folder = folder
-        self.written: list[Path] = []
-        if folder:
-            path.mkdir(parents=True, exist_ok=True)
 
-    def write(self, image_bgr, frame_source_id: str) -> None:
-        target = self.path
-        if self.folder:
-            name = Path(frame_source_id)
-            target = self.path / (name.stem + _image_suffix(name))
-        ok, data = cv2.imencode(target.suffix, image_bgr)
-        if not ok:
-            raise WriteError(f"{target}: cannot encode the annotated image")
+def _close_all(sinks: list) -> tuple[list[Path], str | None]:
+    """Close each sink (final names); one that fails is reported and the rest still close."""
+    outputs: list[Path] = []
+    error = None
+    for sink in sinks:
         try:
-            target.write_bytes(data.tobytes())
-        except OSError as e:
-            raise WriteError(f"{target}: cannot write ({e.strerror or e})") from e
-        self.written.append(target)
-
-    def close(self) -> None:
-        pass
+            outputs += sink.close()
+        except WriteError as e:
+            error = error or str(e)
+            outputs += sink.abort()
+    return outputs, error
 
 
 def annotate_file(input_path: str | Path, out_dir: str | Path, config: PipelineConfig | Pipeline,
                   jsonl: bool = True, csv: bool = False, video: bool = True,
-                  progress: ProgressFn | None = None, renderer: Renderer | None = None) -> AnnotateSummary:
+                  progress: ProgressFn | None = None, renderer: Renderer | None = None,
+                  name: str | None = None) -> AnnotateSummary:
     """Annotate one video or image file (or a folder of images) into ``out_dir``.
 
-    Outputs: ``<stem>.annotated.mp4`` (a video input), ``<stem>.annotated.jpg`` (an
-    image), ``<stem>.annotated/`` (a folder), ``<stem>.jsonl``, ``<stem>.csv``.
     ``progress(done, total)`` is called after each frame (total None when unknown).
     A model that cannot be loaded from ``config`` raises (it is not a per-file problem).
     """
@@ -101,63 +127,52 @@ def annotate_file(input_path: str | Path, out_dir: str | Path, config: PipelineC
     input_path = Path(input_path)
     pipeline = config if isinstance(config, Pipeline) else Pipeline.create(config)
     renderer = renderer or Renderer()
-    paths = output_paths(input_path, out_dir)
+    paths = output_paths(input_path, out_dir, name)
     try:
         source = open_source(input_path)
     except SourceError as e:
         return AnnotateSummary(input_path, seconds=time.perf_counter() - t0, error=str(e))
 
-    writers: list = []
-    frames = faces = 0
+    sinks: list = []
+    counts = {"frames": 0, "faces": 0}
     error = None
+    interrupted = False
+    outputs: list[Path] = []
     started = False
+
+    def on_frame(result: FrameResult) -> None:
+        counts["frames"] += 1
+        counts["faces"] += len(result.faces)
+        if progress is not None:
+            progress(counts["frames"], source.frame_count)
+
     try:
         try:
             Path(out_dir).mkdir(parents=True, exist_ok=True)
         except OSError as e:
             raise WriteError(f"{out_dir}: cannot create the output folder ({e.strerror or e})") from e
-        if video:
-            if isinstance(source, ImageSource):
-                folder = input_path.is_dir()
-                writers.append(_ImageWriter(paths["images"] if folder else paths["image"], folder))
-            else:
-                writers.append(VideoWriter(paths["video"], source.fps, source.size_wh))
-        if jsonl:
-            writers.append(JsonlWriter(paths["jsonl"], pipeline.spec))
-        if csv:
-            writers.append(CsvWriter(paths["csv"], pipeline.spec))
-        visual = next((w for w in writers if isinstance(w, (VideoWriter, _ImageWriter))), None)
-        records = [w for w in writers if w is not visual]
+        sinks = _open_sinks(source, input_path, paths, pipeline.spec, video, jsonl, csv)
         started = True
         results = pipeline.run(source, live=False)
-        with contextlib.closing(results):  # joins the capture thread even if a writer fails
-          for result in results:
-            if isinstance(visual, VideoWriter):
-                visual.write(renderer(result.frame.image_bgr, result.faces, pipeline.spec))
-            elif visual is not None:
-                visual.write(renderer(result.frame.image_bgr, result.faces, pipeline.spec),
-                             result.frame.source_id)
-            for w in records:
-                w.write(result)
-            frames += 1
-            faces += len(result.faces)
-            if progress is not None:
-                progress(frames, source.frame_count)
+        with contextlib.closing(results):  # joins the capture thread even if a sink fails
+            render_and_write(results, sinks, renderer if video else None, pipeline.spec, on_frame)
+        outputs, error = _close_all(sinks)
+        sinks = []  # closed: nothing left to abort
+    except KeyboardInterrupt:
+        interrupted = True
     except (SourceError, WriteError) as e:
         error = str(e)
     except OSError as e:
         error = f"{input_path}: {e.strerror or e}"
     finally:
         source.close()  # run() closes it too; this covers a failure before run started
-        for w in writers:
-            w.close()
-    outputs: list[Path] = []
-    for w in writers:
-        if isinstance(w, _ImageWriter):
-            outputs += w.written
-        elif w.path.exists():
-            outputs.append(w.path)
+    outputs += [p for s in sinks for p in s.abort()]  # sinks left open by an error or Ctrl+C
+    unreadable = tuple(getattr(source, "unreadable", ()))
+    end_reason = source.end_reason if started else None
+    if error is None and unreadable:
+        total = len(getattr(source, "paths", ()))
+        names = ", ".join(p.name for p in unreadable)
+        error = f"{input_path}: {len(unreadable)} of {total} images could not be read ({names})"
     return AnnotateSummary(
-        input_path, frames, faces, time.perf_counter() - t0, outputs, error,
-        pipeline.last_end_reason if started else None,
-        tuple(pipeline.last_warnings) if started else ())
+        input_path, counts["frames"], counts["faces"], time.perf_counter() - t0, outputs, error,
+        end_reason, tuple(source.warnings) if started else (), unreadable, interrupted)

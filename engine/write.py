@@ -1,149 +1,181 @@
-"""Writers for results: the annotated video, per-face JSONL and CSV.
+"""Sinks: where results go (the annotated video or images, JSONL, CSV), one interface for all.
 
-Nothing already produced is lost: JSONL and CSV are flushed after every frame, so a
-process that dies leaves every finished frame on disk. The video is written under a
-temporary name (``<name>.part.mp4``) and renamed when it is closed, also when closing
-after an error, so a complete-looking name always holds a playable file; on close its
-index (``moov``) is moved to the front, so the file streams and a copy cut short still
-plays up to the cut.
+Every sink has ``write(result, image_bgr=None)`` (``image_bgr``: the rendered frame, for
+the visual sinks), ``close()`` and ``abort()``, and is a context manager:
 
-Record schema (one per face and frame; frames without faces write nothing)::
+- a sink writes under a temporary name (``x.part.mp4``, ``x.mp4.part.jsonl``,
+  ``x.annotated.part/``) and only :meth:`close` gives the output its final name, after
+  checking it is whole: a complete-looking name always holds a complete output;
+- :meth:`abort` (an interrupted run, a write error) finishes what was written, the video
+  playable and the text ending on a whole line, and keeps it under the temporary name;
+- JSONL and CSV are written a frame at a time, one write and a flush per frame, so a
+  process that dies keeps every finished frame; a failed write is cut back to the last
+  whole frame and raised as :class:`WriteError` naming the output.
 
-    {"frame": 12, "time_s": 0.4, "track_id": 3, "box_xyxy": [x0, y0, x1, y1], "score": 1.234,
-     "gender": "female", "gender_confidence": 0.97, "age": 34.2, "age_confidence": null, ...}
-
-Labels are strings, numbers are rounded, NaN is written as null (JSONL) / empty (CSV).
+OpenCV's video writer reports no write errors (a full disk gives a truncated file), so
+the video sink checks free space as it goes and the finished file's boxes when it closes.
+The record schema is :mod:`engine.records`.
 """
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 import os
-import struct
+import shutil
 from pathlib import Path
-from typing import Any
 
 import cv2
 import numpy as np
 
-from engine.modelspec import ModelSpec, TaskSpec
+from engine.modelspec import ModelSpec
+from engine.mp4 import is_complete, move_index_to_front
+from engine.records import face_records, task_columns
 from engine.sources import quiet_opencv
-from engine.types import FrameResult, TaskPrediction
+from engine.types import FrameResult
+
+__all__ = ["WriteError", "VideoWriter", "JsonlWriter", "CsvWriter", "ImageWriter", "part_path",
+           "face_records", "task_columns", "move_index_to_front"]
 
 FOURCCS = ("avc1", "mp4v")  # H.264 where this OpenCV build can encode it, else MPEG-4 part 2
 _failed_fourccs: set[str] = set()  # tried once per process: a failed try prints FFmpeg noise
+MIN_FREE_BYTES = 1 << 20  # the video sink stops with an error when less is left on the disk
+FREE_CHECK_EVERY = 16  # frames between free-space checks
 
 
 class WriteError(OSError):
-    """An output file cannot be written; the message names the file and the reason."""
+    """An output cannot be written; the message names the output and the reason."""
 
 
-# --- records -------------------------------------------------------------------------
-
-def _num(value: float, digits: int) -> float | None:
-    v = float(value)
-    return round(v, digits) if math.isfinite(v) else None
-
-
-def _task_value(task: TaskSpec, pred: TaskPrediction, i: int) -> Any:
-    if task.kind in ("binary", "multiclass"):
-        v = float(pred.value[i])
-        if not math.isfinite(v):
-            return None
-        k = int(round(v))
-        return task.labels[k] if 0 <= k < len(task.labels) else None
-    if task.kind == "landmarks":
-        if pred.points_xy is None:
-            return None
-        return [[_num(x, 1), _num(y, 1)] for x, y in np.asarray(pred.points_xy[i], np.float64)]
-    return _num(pred.value[i], 2)
+def part_path(path: str | Path) -> Path:
+    """The temporary name of ``path`` while it is written: 'x.mp4.jsonl' -> 'x.mp4.part.jsonl'."""
+    path = Path(path)
+    return path.with_name(f"{path.stem}.part{path.suffix}")
 
 
-def task_columns(spec: ModelSpec) -> list[str]:
-    cols = []
-    for t in spec.tasks:
-        cols += [t.name, f"{t.name}_confidence"]
-    return cols
+def _reason(e: OSError) -> str:
+    return (e.strerror or str(e) or type(e).__name__).lower()
 
 
-def face_records(result: FrameResult, spec: ModelSpec) -> list[dict[str, Any]]:
-    """One dict per face of ``result`` in the schema above (tasks in ``spec`` order)."""
-    faces = result.faces
-    records = []
-    for i in range(len(faces)):
-        rec: dict[str, Any] = {
-            "frame": int(result.frame.index),
-            "time_s": _num(result.frame.timestamp_s, 3),
-            "track_id": int(faces.track_id[i]),
-            "box_xyxy": [_num(v, 1) for v in faces.xyxy[i]],
-            "score": _num(faces.score[i], 3),
-        }
-        for task in spec.tasks:
-            pred = faces.tasks.get(task.name)
-            if pred is None:
-                rec[task.name] = rec[f"{task.name}_confidence"] = None
-                continue
-            rec[task.name] = _task_value(task, pred, i)
-            rec[f"{task.name}_confidence"] = _num(pred.confidence[i], 3)
-        records.append(rec)
-    return records
+class _Sink:
+    path: Path
+    part: Path
 
-
-# --- text writers ------------------------------------------------------------------------
-
-class _TextWriter:
-    def __init__(self, path: str | Path, spec: ModelSpec) -> None:
-        self.path = Path(path)
-        self.spec = spec
-        self.faces_written = 0
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._file = open(self.path, "w", newline="", encoding="utf-8")
-        except OSError as e:
-            raise WriteError(f"{self.path}: cannot write ({e.strerror or e})") from e
-
-    def write(self, result: FrameResult) -> None:
-        records = face_records(result, self.spec)
-        if not records:
-            return
-        self._write_records(records)
-        self._file.flush()  # per frame: a process that dies keeps every finished frame
-        self.faces_written += len(records)
-
-    def _write_records(self, records: list[dict[str, Any]]) -> None:
+    def write(self, result: FrameResult, image_bgr: np.ndarray | None = None) -> None:
         raise NotImplementedError
 
-    def close(self) -> None:
-        if not self._file.closed:
-            self._file.close()
+    def close(self) -> list[Path]:
+        raise NotImplementedError
+
+    def abort(self) -> list[Path]:
+        raise NotImplementedError
 
     def __enter__(self):
         return self
 
-    def __exit__(self, *exc) -> None:
-        self.close()
+    def __exit__(self, exc_type, *exc) -> None:
+        self.close() if exc_type is None else self.abort()
+
+
+# --- text sinks ------------------------------------------------------------------------
+
+class _TextWriter(_Sink):
+    def __init__(self, path: str | Path, spec: ModelSpec) -> None:
+        self.path = Path(path)
+        self.part = part_path(self.path)
+        self.spec = spec
+        self.faces_written = 0
+        self._good = 0  # bytes of whole frames written
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._file = open(self.part, "wb")
+        except OSError as e:
+            raise WriteError(f"{self.path}: cannot write ({_reason(e)})") from e
+        header = self._header()
+        if header:
+            self._put(header)
+
+    def _header(self) -> bytes:
+        return b""
+
+    def _encode(self, records: list[dict]) -> bytes:
+        raise NotImplementedError
+
+    def _put(self, data: bytes) -> None:
+        try:
+            self._file.write(data)
+            self._file.flush()  # per frame: a process that dies keeps every finished frame
+        except OSError as e:
+            self._cut_back()
+            raise WriteError(f"{self.path}: cannot write ({_reason(e)})") from e
+        self._good += len(data)
+
+    def _cut_back(self) -> None:
+        """Drop a partly written frame: the file ends on its last whole line."""
+        try:
+            self._file.truncate(self._good)
+        except (OSError, ValueError):
+            try:
+                os.truncate(self.part, self._good)
+            except OSError:
+                pass
+
+    def write(self, result: FrameResult, image_bgr: np.ndarray | None = None) -> None:
+        records = face_records(result, self.spec)
+        if records:
+            self._put(self._encode(records))
+            self.faces_written += len(records)
+
+    def _finish(self) -> None:
+        if self._file.closed:
+            return
+        try:
+            self._file.close()
+        except OSError:  # the last flush failed: keep the whole frames
+            self._cut_back()
+
+    def close(self) -> list[Path]:
+        if self._file.closed and not self.part.exists():
+            return [self.path] if self.path.exists() else []
+        self._finish()
+        os.replace(self.part, self.path)
+        return [self.path]
+
+    def abort(self) -> list[Path]:
+        self._finish()
+        return [self.part] if self.part.exists() else []
 
 
 class JsonlWriter(_TextWriter):
-    """One JSON object per face per line."""
+    """One JSON object per face per line (schema: :mod:`engine.records`)."""
 
-    def _write_records(self, records):
-        self._file.write("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
+    def _encode(self, records):
+        return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records).encode("utf-8")
 
 
 class CsvWriter(_TextWriter):
     """The JSONL columns with the box split in ``box_x0 .. box_y1``; landmark points as JSON."""
 
     def __init__(self, path: str | Path, spec: ModelSpec) -> None:
-        super().__init__(path, spec)
-        self.columns = ["frame", "time_s", "track_id", "box_x0", "box_y0", "box_x1", "box_y1",
+        self.columns = ["source", "frame", "time_s", "track_id", "box_x0", "box_y0", "box_x1", "box_y1",
                         "score", *task_columns(spec)]
-        self._csv = csv.DictWriter(self._file, fieldnames=self.columns, lineterminator="\n")
-        self._csv.writeheader()
-        self._file.flush()
+        super().__init__(path, spec)
 
-    def _write_records(self, records):
+    def _rows(self, rows: list[dict]) -> bytes:
+        text = io.StringIO()
+        writer = csv.DictWriter(text, fieldnames=self.columns, lineterminator="\n")
+        if rows is None:
+            writer.writeheader()
+        else:
+            writer.writerows(rows)
+        return text.getvalue().encode("utf-8")
+
+    def _header(self) -> bytes:
+        return self._rows(None)
+
+    def _encode(self, records):
+        rows = []
         for r in records:
             row = dict(r)
             for name, v in zip(("box_x0", "box_y0", "box_x1", "box_y1"), row.pop("box_xyxy")):
@@ -153,10 +185,65 @@ class CsvWriter(_TextWriter):
                     row[k] = ""
                 elif isinstance(v, list):
                     row[k] = json.dumps(v)
-            self._csv.writerow(row)
+            rows.append(row)
+        return self._rows(rows)
 
 
-# --- video ---------------------------------------------------------------------------------
+# --- images --------------------------------------------------------------------------
+
+def image_suffix(path: Path) -> str:
+    """Annotated images keep JPEG as JPEG; everything else becomes PNG (lossless)."""
+    return path.suffix.lower() if path.suffix.lower() in (".jpg", ".jpeg", ".png") else ".png"
+
+
+class ImageWriter(_Sink):
+    """Annotated images: one file for an image input, a folder for a folder of images
+    (each image under its own name)."""
+
+    def __init__(self, path: str | Path, folder: bool) -> None:
+        self.path = Path(path)
+        self.folder = folder
+        self.part = part_path(self.path) if not folder else self.path.with_name(self.path.name + ".part")
+        self.written: list[Path] = []
+        try:
+            if folder:
+                if self.part.exists():
+                    shutil.rmtree(self.part)
+                self.part.mkdir(parents=True)
+            else:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise WriteError(f"{self.path}: cannot write ({_reason(e)})") from e
+
+    def write(self, result: FrameResult, image_bgr: np.ndarray | None = None) -> None:
+        image_bgr = result.frame.image_bgr if image_bgr is None else image_bgr
+        target = self.part
+        if self.folder:
+            name = Path(result.frame.source_id)
+            target = self.part / (name.stem + image_suffix(name))
+        ok, data = cv2.imencode(target.suffix, image_bgr)
+        if not ok:
+            raise WriteError(f"{self.path}: cannot encode the annotated image")
+        try:
+            target.write_bytes(data.tobytes())
+        except OSError as e:
+            target.unlink(missing_ok=True)
+            raise WriteError(f"{target if self.folder else self.path}: cannot write ({_reason(e)})") from e
+        self.written.append(target)
+
+    def close(self) -> list[Path]:
+        if not self.part.exists():
+            return [self.path] if self.path.exists() else []
+        if self.folder and self.path.exists():
+            shutil.rmtree(self.path)
+        os.replace(self.part, self.path)
+        return [self.path]
+
+    def abort(self) -> list[Path]:
+        return [self.part] if self.part.exists() else []
+
+
+# --- video ---------------------------------------------------------------------------
 
 def _fit(image_bgr: np.ndarray, size_wh: tuple[int, int]) -> np.ndarray:
     """``image_bgr`` letterboxed into ``size_wh`` (a writer takes one frame size only)."""
@@ -172,11 +259,11 @@ def _fit(image_bgr: np.ndarray, size_wh: tuple[int, int]) -> np.ndarray:
     return out
 
 
-class VideoWriter:
+class VideoWriter(_Sink):
     """An mp4 file: H.264 ('avc1') where OpenCV can encode it, else 'mp4v'.
 
-    ``write`` takes the (rendered) image, or a FrameResult whose frame image is written
-    as is. Frames of another size are letterboxed to ``size_wh``.
+    ``write`` takes the rendered image, or a FrameResult (with ``image_bgr``, or its own
+    frame image). Frames of another size are letterboxed to ``size_wh``.
     """
 
     def __init__(self, path: str | Path, fps: float, size_wh: tuple[int, int]) -> None:
@@ -184,18 +271,18 @@ class VideoWriter:
         self.size_wh = (int(size_wh[0]), int(size_wh[1]))
         self.fps = float(fps) if fps and math.isfinite(fps) and fps > 0 else 30.0
         self.frames_written = 0
-        self.part_path = self.path.with_name(self.path.stem + ".part" + (self.path.suffix or ".mp4"))
+        self.part = self.part_path = part_path(self.path if self.path.suffix else self.path.with_suffix(".mp4"))
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as e:
-            raise WriteError(f"{self.path}: cannot write ({e.strerror or e})") from e
+            raise WriteError(f"{self.path}: cannot write ({_reason(e)})") from e
         self._writer = None
         self.fourcc = ""
         for fourcc in FOURCCS:
             if fourcc in _failed_fourccs:
                 continue
             with quiet_opencv():  # a missing encoder is not an error yet
-                writer = cv2.VideoWriter(str(self.part_path), cv2.CAP_FFMPEG,
+                writer = cv2.VideoWriter(str(self.part), cv2.CAP_FFMPEG,
                                          cv2.VideoWriter_fourcc(*fourcc), self.fps, self.size_wh)
             if writer.isOpened():
                 self._writer, self.fourcc = writer, fourcc
@@ -204,130 +291,53 @@ class VideoWriter:
             _failed_fourccs.add(fourcc)
         if self._writer is None:
             _failed_fourccs.difference_update(FOURCCS)  # the folder may be the cause: retry next time
-            self.part_path.unlink(missing_ok=True)
+            self.part.unlink(missing_ok=True)
             raise WriteError(f"{self.path}: cannot write an mp4 video here "
                              f"(no encoder among {', '.join(FOURCCS)} opened, or the folder is not writable)")
 
-    def write(self, image: np.ndarray | FrameResult) -> None:
+    def write(self, image: np.ndarray | FrameResult, image_bgr: np.ndarray | None = None) -> None:
         if self._writer is None:
             raise WriteError(f"{self.path}: the video is already closed")
-        image_bgr = image.frame.image_bgr if isinstance(image, FrameResult) else image
-        self._writer.write(np.ascontiguousarray(_fit(image_bgr, self.size_wh)))
+        if isinstance(image, FrameResult):
+            image = image.frame.image_bgr if image_bgr is None else image_bgr
+        if self.frames_written % FREE_CHECK_EVERY == 0:
+            self._check_space()
+        self._writer.write(np.ascontiguousarray(_fit(image, self.size_wh)))
         self.frames_written += 1
 
-    def close(self) -> None:
-        """Finish the file and give it its final name (keeps what was written)."""
-        if self._writer is None:
-            return
-        self._writer.release()
-        self._writer = None
-        if not self.part_path.exists():
-            return
+    def _check_space(self) -> None:
         try:
-            move_index_to_front(self.part_path)
+            free = shutil.disk_usage(self.part.parent).free
+        except OSError:
+            return
+        if free < MIN_FREE_BYTES:
+            raise WriteError(f"{self.path}: no space left on the device ({free // 1024} KiB free)")
+
+    def _finish(self) -> bool:
+        """Release the encoder and move the index to the front; True when the file is whole."""
+        writer, self._writer = self._writer, None
+        if writer is None:
+            return self.part.exists() and is_complete(self.part)
+        writer.release()
+        if not self.part.exists():
+            return False
+        try:
+            move_index_to_front(self.part)
         except (OSError, ValueError):
             pass  # the file still plays with its index at the end
-        os.replace(self.part_path, self.path)
+        return is_complete(self.part)
 
-    def __enter__(self):
-        return self
+    def close(self) -> list[Path]:
+        """Finish the file and give it its final name; raises WriteError if it is not whole."""
+        if self._writer is None and not self.part.exists():
+            return [self.path] if self.path.exists() else []
+        if not self._finish():
+            raise WriteError(f"{self.path}: the video could not be written completely "
+                             f"(is the disk full?); what was written is in {self.part.name}")
+        os.replace(self.part, self.path)
+        return [self.path]
 
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-
-# --- mp4 "faststart" ----------------------------------------------------------------------
-
-_CONTAINERS = {b"moov", b"trak", b"mdia", b"minf", b"stbl", b"edts", b"dinf", b"mvex"}
-
-
-def _atoms(data: bytes, start: int, end: int):
-    """(type, offset, size, header size) of each box in ``data[start:end]``."""
-    i = start
-    while i + 8 <= end:
-        size, kind = struct.unpack(">I4s", data[i:i + 8])
-        header = 8
-        if size == 1:
-            size = struct.unpack(">Q", data[i + 8:i + 16])[0]
-            header = 16
-        elif size == 0:
-            size = end - i
-        if size < header or i + size > end:
-            raise ValueError(f"bad mp4 box {kind!r} at {i}")
-        yield kind, i, size, header
-        i += size
-
-
-def _shift_chunk_offsets(moov: bytearray, start: int, end: int, shift: int) -> None:
-    for kind, i, size, header in list(_atoms(moov, start, end)):
-        if kind in _CONTAINERS:
-            _shift_chunk_offsets(moov, i + header, i + size, shift)
-        elif kind in (b"stco", b"co64"):
-            wide = kind == b"co64"
-            fmt, width = (">Q", 8) if wide else (">I", 4)
-            (count,) = struct.unpack(">I", moov[i + header + 4:i + header + 8])
-            base = i + header + 8
-            for k in range(count):
-                at = base + k * width
-                (v,) = struct.unpack(fmt, moov[at:at + width])
-                v += shift
-                if not wide and v >= 2 ** 32:
-                    raise ValueError("chunk offset overflows stco")
-                struct.pack_into(fmt, moov, at, v)
-
-
-def _top_level_boxes(f, file_size: int) -> list[tuple[bytes, int, int]]:
-    """(type, offset, size) of each top-level box, read by seeking from header to header."""
-    boxes = []
-    i = 0
-    while i + 8 <= file_size:
-        f.seek(i)
-        size, kind = struct.unpack(">I4s", f.read(8))
-        if size == 1:
-            size = struct.unpack(">Q", f.read(8))[0]
-        elif size == 0:
-            size = file_size - i
-        if size < 8 or i + size > file_size:
-            raise ValueError(f"bad mp4 box {kind!r} at {i}")
-        boxes.append((kind, i, size))
-        i += size
-    return boxes
-
-
-def move_index_to_front(path: str | Path) -> bool:
-    """Move an mp4's ``moov`` box (its index) before ``mdat``, as ffmpeg's ``+faststart`` does.
-
-    Returns False when there is nothing to do (already in front, or a layout this does
-    not handle: the index must be the last box). The media data is copied in blocks.
-    """
-    path = Path(path)
-    tmp = path.with_name(path.name + ".faststart")
-    with open(path, "rb") as f:
-        boxes = _top_level_boxes(f, path.stat().st_size)
-        kinds = [k for k, _, _ in boxes]
-        if (b"moov" not in kinds or b"mdat" not in kinds or kinds[-1] != b"moov"
-                or kinds.index(b"moov") < kinds.index(b"mdat")):
-            return False
-        _, m_at, m_size = boxes[-1]
-        f.seek(m_at)
-        moov = bytearray(f.read(m_size))
-        header = 16 if struct.unpack(">I", moov[:4])[0] == 1 else 8
-        _shift_chunk_offsets(moov, header, m_size, m_size)
-        insert_at = boxes[kinds.index(b"mdat")][1]
-        try:
-            with open(tmp, "wb") as out:
-                f.seek(0)
-                out.write(f.read(insert_at))
-                out.write(moov)
-                f.seek(insert_at)
-                remaining = m_at - insert_at
-                while remaining > 0:
-                    block = f.read(min(remaining, 1 << 22))
-                    if not block:
-                        raise ValueError("file shorter than its boxes say")
-                    out.write(block)
-                    remaining -= len(block)
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
-    return True
+    def abort(self) -> list[Path]:
+        """Finish what was written (playable) and keep it under the temporary name."""
+        self._finish()
+        return [self.part] if self.part.exists() else []

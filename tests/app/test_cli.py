@@ -31,12 +31,12 @@ def test_annotate_writes_the_video_and_records_in_the_schema(short_clip, app_mod
     stdout, stderr = capsys.readouterr()
     assert rc == 0, stderr
     assert "1 of 1 file(s) annotated" in stdout and str(short_clip) in stdout
-    frames, size = count_frames(out / "sample-30.annotated.mp4")
+    frames, size = count_frames(out / "sample-30.mp4.annotated.mp4")
     assert frames == 30 and size == (640, 480)
     spec = FaceAttrModel.load(app_model_path, backend="cpu").spec
-    records = [json.loads(line) for line in (out / "sample-30.jsonl").read_text().splitlines()]
+    records = [json.loads(line) for line in (out / "sample-30.mp4.jsonl").read_text().splitlines()]
     assert records
-    keys = ["frame", "time_s", "track_id", "box_xyxy", "score"]
+    keys = ["source", "frame", "time_s", "track_id", "box_xyxy", "score"]
     for t in spec.tasks:
         keys += [t.name, f"{t.name}_confidence"]
     truth_path = sample_video_path().with_name("sample_truth.jsonl")
@@ -52,8 +52,8 @@ def test_annotate_writes_the_video_and_records_in_the_schema(short_clip, app_mod
         if truth is not None:  # each face found lies where the sample put a face
             boxes = [f["xyxy"] for f in truth[r["frame"]]["faces"]]
             assert max(iou(r["box_xyxy"], b) for b in boxes) > 0.4
-    header = (out / "sample-30.csv").read_text().splitlines()[0].split(",")
-    assert header[:8] == ["frame", "time_s", "track_id", "box_x0", "box_y0", "box_x1", "box_y1", "score"]
+    header = (out / "sample-30.mp4.csv").read_text().splitlines()[0].split(",")
+    assert header[:9] == ["source", "frame", "time_s", "track_id", "box_x0", "box_y0", "box_x1", "box_y1", "score"]
 
 
 def test_one_bad_file_fails_alone_with_one_line_naming_it(short_clip, text_named_mp4, app_model_path,
@@ -64,11 +64,10 @@ def test_one_bad_file_fails_alone_with_one_line_naming_it(short_clip, text_named
     stdout, stderr = capsys.readouterr()
     assert rc == 1
     errors = [line for line in stderr.splitlines() if line.startswith("faceattr: error:")]
-    assert errors == [f"faceattr: error: {text_named_mp4}: not a readable video (the file cannot be opened "
-                      "as a video; it is damaged, truncated or not a video)"]
+    assert len(errors) == 1 and errors[0].startswith(f"faceattr: error: {text_named_mp4}: not a readable video (")
     assert "Traceback" not in stderr
-    assert (out / "sample-30.annotated.mp4").is_file() and (out / "sample-30.jsonl").stat().st_size > 0
-    assert not (out / "not-a-video.annotated.mp4").exists()
+    assert (out / "sample-30.mp4.annotated.mp4").is_file() and (out / "sample-30.mp4.jsonl").stat().st_size > 0
+    assert not list(out.glob("not-a-video*"))
     assert "1 of 2 file(s) annotated, 1 failed" in stdout and "FAILED:" in stdout
 
 
@@ -136,7 +135,7 @@ def test_a_truncated_video_keeps_its_annotated_frames_and_fails(truncated_clip, 
     stdout, stderr = capsys.readouterr()
     assert rc == 1
     assert f"faceattr: error: {truncated_clip}: ended early at frame " in stderr
-    frames, _ = count_frames(out / "truncated.annotated.mp4")
+    frames, _ = count_frames(out / "truncated.mp4.annotated.mp4")
     assert 0 < frames < 40  # what was annotated before the break is kept
     assert "(kept: " in stdout
 

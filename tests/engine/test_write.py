@@ -15,7 +15,7 @@ import pytest
 from engine.pipeline import Pipeline, PipelineConfig
 from engine.types import Faces, Frame, FrameResult
 from engine.write import (CsvWriter, JsonlWriter, VideoWriter, WriteError, face_records,
-                          move_index_to_front)
+                          move_index_to_front, part_path)
 from tests.engine.scenes import read_all_frames
 
 
@@ -41,7 +41,7 @@ def _empty_result(index: int) -> FrameResult:
 
 def _expected_record(result: FrameResult, spec) -> dict:
     faces = result.faces
-    rec = {"frame": 7, "time_s": 0.233, "track_id": int(faces.track_id[0]),
+    rec = {"source": "astronaut", "frame": 7, "time_s": 0.233, "track_id": int(faces.track_id[0]),
            "box_xyxy": [round(float(v), 1) for v in faces.xyxy[0]], "score": round(float(faces.score[0]), 3)}
     for t in spec.tasks:
         p = faces.tasks[t.name]
@@ -80,8 +80,9 @@ def test_jsonl_is_flushed_after_every_frame(tmp_path, result, pipeline):
     path = tmp_path / "killed.jsonl"
     w = JsonlWriter(path, pipeline.spec)
     w.write(result)
-    assert len(path.read_text().splitlines()) == 1  # visible before close
-    w.close()
+    assert len(part_path(path).read_text().splitlines()) == 1  # visible before close, under the temporary name
+    assert not path.exists()  # the final name only once complete
+    assert w.close() == [path] and len(path.read_text().splitlines()) == 1 and not part_path(path).exists()
 
 
 def test_jsonl_survives_a_killed_process(tmp_path, repo_root, tiny_model_path):
@@ -101,7 +102,8 @@ def test_jsonl_survives_a_killed_process(tmp_path, repo_root, tiny_model_path):
     """)
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 9, proc.stderr
-    lines = (tmp_path / "k.jsonl").read_text().splitlines()
+    assert not (tmp_path / "k.jsonl").exists()  # never closed: not called complete
+    lines = (tmp_path / "k.part.jsonl").read_text().splitlines()
     assert [json.loads(x)["frame"] for x in lines] == [0, 1, 2]
 
 
@@ -115,7 +117,7 @@ def test_csv_has_the_same_values_as_jsonl(tmp_path, result, pipeline):
     assert len(rows) == 1
     row = rows[0]
     expected = _expected_record(result, pipeline.spec)
-    assert list(row) == ["frame", "time_s", "track_id", "box_x0", "box_y0", "box_x1", "box_y1", "score",
+    assert list(row) == ["source", "frame", "time_s", "track_id", "box_x0", "box_y0", "box_x1", "box_y1", "score",
                          "gender", "gender_confidence", "race", "race_confidence", "age", "age_confidence",
                          "age_bins", "age_bins_confidence"]
     assert [float(row[k]) for k in ("box_x0", "box_y0", "box_x1", "box_y1")] == expected["box_xyxy"]
@@ -155,14 +157,15 @@ def test_video_plays_back_with_every_frame(tmp_path):
     assert path.read_bytes()[4:8] == b"ftyp" and b"moov" in path.read_bytes()[:2048]  # index first
 
 
-def test_video_keeps_what_was_written_when_the_writer_fails(tmp_path):
+def test_video_keeps_what_was_written_when_the_writer_fails_under_its_temporary_name(tmp_path):
     path = tmp_path / "crash.mp4"
     with pytest.raises(RuntimeError):
         with VideoWriter(path, 30, (160, 120)) as w:
             for f in _frames(6):
                 w.write(f)
             raise RuntimeError("inference failed")
-    assert len(read_all_frames(path)) == 6
+    assert not path.exists()  # not complete: never under the final name
+    assert len(read_all_frames(tmp_path / "crash.part.mp4")) == 6  # but playable, every frame
 
 
 def test_video_letterboxes_frames_of_another_size(tmp_path):

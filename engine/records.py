@@ -1,0 +1,74 @@
+"""The record schema: one dict per face and frame, shared by JSONL, CSV and snapshots.
+
+::
+
+    {"source": "clip.mp4", "frame": 12, "time_s": 0.4, "track_id": 3,
+     "box_xyxy": [x0, y0, x1, y1], "score": 1.234,
+     "gender": "female", "gender_confidence": 0.97, "age": 34.2, "age_confidence": null, ...}
+
+``source`` is the video's path, or for a folder the image's own path; ``frame`` is the
+frame's index in the video, or the image's place in the folder's name-sorted listing
+(an unreadable image keeps its place, so it shifts no other record). Labels are strings,
+numbers are rounded, NaN is written as null (JSONL) / empty (CSV).
+"""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from engine.modelspec import ModelSpec, TaskSpec
+from engine.types import FrameResult, TaskPrediction
+
+BASE_COLUMNS = ("source", "frame", "time_s", "track_id", "box_xyxy", "score")
+
+
+def _num(value: float, digits: int) -> float | None:
+    v = float(value)
+    return round(v, digits) if math.isfinite(v) else None
+
+
+def _task_value(task: TaskSpec, pred: TaskPrediction, i: int) -> Any:
+    if task.kind in ("binary", "multiclass"):
+        v = float(pred.value[i])
+        if not math.isfinite(v):
+            return None
+        k = int(round(v))
+        return task.labels[k] if 0 <= k < len(task.labels) else None
+    if task.kind == "landmarks":
+        if pred.points_xy is None:
+            return None
+        return [[_num(x, 1), _num(y, 1)] for x, y in np.asarray(pred.points_xy[i], np.float64)]
+    return _num(pred.value[i], 2)
+
+
+def task_columns(spec: ModelSpec) -> list[str]:
+    cols = []
+    for t in spec.tasks:
+        cols += [t.name, f"{t.name}_confidence"]
+    return cols
+
+
+def face_records(result: FrameResult, spec: ModelSpec) -> list[dict[str, Any]]:
+    """One dict per face of ``result`` in the schema above (tasks in ``spec`` order)."""
+    faces = result.faces
+    records = []
+    for i in range(len(faces)):
+        rec: dict[str, Any] = {
+            "source": result.frame.source_id,
+            "frame": int(result.frame.index),
+            "time_s": _num(result.frame.timestamp_s, 3),
+            "track_id": int(faces.track_id[i]),
+            "box_xyxy": [_num(v, 1) for v in faces.xyxy[i]],
+            "score": _num(faces.score[i], 3),
+        }
+        for task in spec.tasks:
+            pred = faces.tasks.get(task.name)
+            if pred is None:
+                rec[task.name] = rec[f"{task.name}_confidence"] = None
+                continue
+            rec[task.name] = _task_value(task, pred, i)
+            rec[f"{task.name}_confidence"] = _num(pred.confidence[i], 3)
+        records.append(rec)
+    return records
