@@ -82,6 +82,7 @@ class SpeedConfig:
     cache_stem: bool = False  # with frozen_stages != 0: compute their activations once (float16, on disk)
     device: str = "auto"  # auto | cpu | cuda
     bf16: str = "off"  # off | auto (bf16 autocast where the hardware has bf16: CUDA, or a CPU with AVX-512 BF16 / AMX; else fp32 with a note) | always
+    threads: int = 0  # torch intra-op threads; 0 = torch's default (one per core). 1 can be faster on a CPU shared with other jobs
     channels_last: bool = False  # NHWC memory layout for the convolutions (faster with bf16 on CPU)
 
 

@@ -155,7 +155,7 @@ def fit(cfg: Config, out: Path, resume_from: dict | None, dist: Dist, max_sample
     precision = choose_precision(cfg.speed, dist.device)
     losses = create_losses(cfg.loss, tasks)
     augment = None if stem_n else create_augmenter(cfg.augment, flip=cfg.data.flip)
-    log(f"train {len(train)}, valid {len(valid)} | {precision.note}"
+    log(f"train {len(train)}, valid {len(valid)} | {torch.get_num_threads()} threads, {precision.note}"
         f"{', channels_last' if cfg.speed.channels_last else ''} | augment: {', '.join(augment.names) if augment else 'stem cache views'}"
         f" | schedule {cfg.optim.schedule}{f', EMA {cfg.optim.ema}' if state.ema else ''}")
     step = TrainStep(net, state.weighting, losses, stem_n, 0 if stem_n else frozen_n, precision)
@@ -242,6 +242,8 @@ def run(argv: list[str] | None = None) -> FitResult:
     resume_from = load_checkpoint(out / "last.pt") if args.resume else None
     cfg = run_config(args, resume_from)
     dist = setup_dist(cfg.speed.device)
+    if cfg.speed.threads > 0:
+        torch.set_num_threads(cfg.speed.threads)
     try:
         if dist.main:
             out.mkdir(parents=True, exist_ok=True)
