@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import Sequence
 
 import numpy as np
 
-if TYPE_CHECKING:
-    from training.evaluate import SplitResult
+from training.metrics import SplitResult
 
 
 def _pct(v) -> str:
@@ -95,7 +94,7 @@ def _headline(metrics: dict) -> list[str]:
     return lines
 
 
-def write_report(metrics: dict, results: Sequence["SplitResult"], out_dir: Path) -> Path:
+def write_report(metrics: dict, results: Sequence[SplitResult], out_dir: Path) -> Path:
     out_dir = Path(out_dir)
     lines = [f"# Evaluation of `{metrics['model_name']}`", "",
              f"- model: `{metrics['model']}` ({metrics['runtime']})",
