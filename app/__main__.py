@@ -29,7 +29,7 @@ def gui_parser() -> argparse.ArgumentParser:
     from app.settings import MIN_FACE_RANGE
     from engine.detect import DEFAULT_MIN_FACE, DETECTORS
 
-    def gui_min_face(text: str) -> int:
+    def pixels(text: str) -> int:
         value = min_face_px(text)
         if value > MIN_FACE_RANGE[1]:
             raise argparse.ArgumentTypeError(f"must be at most {MIN_FACE_RANGE[1]} pixels, got {value}")
@@ -44,7 +44,7 @@ def gui_parser() -> argparse.ArgumentParser:
     p.add_argument("--source", help="what to play: a video or image path, a folder of images (each on its "
                                     "own), 'sample', or 'camera:NAME'; one that cannot be opened exits 2")
     p.add_argument("--detector", choices=DETECTORS, default=None, help="face detector (default: remembered, hog)")
-    p.add_argument("--min-face", type=gui_min_face, default=None, metavar="PX",
+    p.add_argument("--min-face", type=pixels, default=None, metavar="PX",
                    help="smallest face to find, in pixels of the video; smaller finds more and costs more "
                         f"(default: remembered, {DEFAULT_MIN_FACE})")
     add_model_options(p, remembered=True)

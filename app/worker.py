@@ -39,11 +39,15 @@ from PySide6.QtCore import QObject, Qt, QThread, Signal, Slot
 from app.errors import error_sentence
 from engine.pipeline import Pipeline
 from engine.render import Renderer
-from engine.sources import Source, open_source
+from engine.sources import Source, SourceError, open_source
 from engine.types import FrameResult
 from engine.write import VideoWriter
 
 _POLL_S = 0.05  # how often a waiting worker looks at its stop flag
+# The longest a source may take to open. Openers time out on their own (cameras and pipes
+# after OPEN_TIMEOUT_S); this is the worker's guard should one not (a file open can wait
+# on a lock OpenCV holds while another open hangs).
+OPEN_GUARD_S = 20.0
 MAX_FRAMES_IN_FLIGHT = 2  # rendered frames queued for the UI; beyond that the display skips
 BEHIND_RESET_S = 0.25  # pacing: this far behind the file's clock, restart the clock
 
@@ -77,7 +81,7 @@ class PipelineWorker(QObject):
 
     def __init__(self, pipeline: Pipeline, source_spec, loop: bool = False, pace: bool = True,
                  renderer: Renderer | None = None,
-                 opener: Callable[..., Source] = open_source) -> None:
+                 opener: Callable[..., Source] = open_source, open_guard_s: float = OPEN_GUARD_S) -> None:
         super().__init__()
         self.pipeline = pipeline
         self.source_spec = source_spec
@@ -85,6 +89,7 @@ class PipelineWorker(QObject):
         self.pace = pace
         self.renderer = renderer or Renderer()
         self._opener = opener
+        self._open_guard_s = open_guard_s
         self._stop = threading.Event()
         self._resume = threading.Event()
         self._resume.set()
@@ -149,7 +154,8 @@ class PipelineWorker(QObject):
 
         The opener runs in a helper thread so that a stop (another source chosen, the
         window closed) never waits for it: opening a camera or pipe can take up to the
-        opener's own timeout. A source that opens after the stop is closed by the helper.
+        opener's own timeout. An open still not done after ``open_guard_s`` is given up
+        (an error). A source that opens after either is closed by the helper.
         """
         done, lock, box = threading.Event(), threading.Lock(), {}
 
@@ -166,12 +172,18 @@ class PipelineWorker(QObject):
                 outcome[1].close()
 
         threading.Thread(target=work, name="faceattr-worker-open", daemon=True).start()
+        deadline = time.monotonic() + self._open_guard_s
         while not done.wait(_POLL_S):
-            if self._stop.is_set():
+            stopped, late = self._stop.is_set(), time.monotonic() > deadline
+            if stopped or late:
                 with lock:
                     if "outcome" not in box:
                         box["abandoned"] = True
-                        return None
+                        if stopped:
+                            return None
+                        spec = self.source_spec
+                        label = f"camera {spec}" if isinstance(spec, int) else str(spec)
+                        raise SourceError(f"{label}: did not open within {self._open_guard_s:g} s")
                 break
         kind, value = box["outcome"]
         if kind == "error":

@@ -1,4 +1,5 @@
-"""App test fixtures: Qt offscreen, settings isolated from the user's, a model, the sample.
+"""App test fixtures: Qt offscreen, settings isolated from the user's, a model, the sample,
+started windows, a folder of photos, a named pipe nobody writes to.
 
 Qt runs on its offscreen platform (set before anything imports Qt). Every test gets its
 own settings store: ``$FACEATTR_SETTINGS`` points at an INI file in the test's tmp dir
@@ -10,6 +11,7 @@ import os
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
+import stat  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import cv2  # noqa: E402
@@ -17,6 +19,8 @@ import pytest  # noqa: E402
 from PySide6.QtCore import QSettings  # noqa: E402
 
 from engine.assets import default_model_path, sample_video_path  # noqa: E402
+
+FRAME_TIMEOUT_MS = 30_000
 
 
 @pytest.fixture(autouse=True)
@@ -93,3 +97,65 @@ def text_named_mp4(tmp_path) -> Path:
     path = tmp_path / "not-a-video.mp4"
     path.write_text("this is not a video, just text\n" * 20)
     return path
+
+
+@pytest.fixture
+def make_window(qtbot, app_model_path, sample_path):
+    """``make_window(cameras=(), opener=..., stall_timeout_s=..., **settings)``: a shown,
+    started window on the app model (no cameras unless given)."""
+    from app.main_window import MainWindow
+    from app.settings import AppSettings, open_qsettings
+
+    windows = []
+
+    def make(cameras=(), start=True, **changes):
+        engine = {k: changes.pop(k) for k in ("opener", "stall_timeout_s") if k in changes}
+        settings = AppSettings(model_path=str(app_model_path), backend="cpu").replace(**changes)
+        window = MainWindow(open_qsettings(), settings, list(cameras), **engine)
+        qtbot.addWidget(window)
+        window.show()
+        if start:
+            window.start()
+        windows.append(window)
+        return window
+
+    yield make
+    for window in windows:
+        window.close()
+        assert not window.is_running()
+
+
+def wait_frames(qtbot, window, count: int = 3) -> None:
+    start = window.frames_shown
+    qtbot.waitUntil(lambda: window.frames_shown >= start + count, timeout=FRAME_TIMEOUT_MS)
+
+
+@pytest.fixture(scope="session")
+def photo_folder(sample_path, tmp_path_factory) -> Path:
+    """Three photos (JPEG) of the same person a few frames apart, taken from the sample:
+    played as a video they would be one track; as a folder each is its own scene."""
+    folder = tmp_path_factory.mktemp("photos") / "portraits"
+    folder.mkdir()
+    cap = cv2.VideoCapture(str(sample_path))
+    for i in range(3):
+        for _ in range(5):
+            ok, image = cap.read()
+            assert ok, f"cannot read {sample_path}"
+        cv2.imwrite(str(folder / f"photo-{i}.jpg"), image)
+    cap.release()
+    return folder
+
+
+@pytest.fixture
+def silent_pipe(tmp_path):
+    """A named pipe nobody writes to: opening it blocks (as a hung camera or stream would).
+    Afterwards a reader still blocked in open(2) is let go (a writer opens and closes it)."""
+    path = tmp_path / "silent.fifo"
+    os.mkfifo(path)
+    assert stat.S_ISFIFO(path.stat().st_mode)
+    yield path
+    for _ in range(20):  # until no reader is left waiting (ENXIO: nobody has it open to read)
+        try:
+            os.close(os.open(path, os.O_WRONLY | os.O_NONBLOCK))
+        except OSError:
+            break

@@ -6,43 +6,16 @@ import time
 import numpy as np
 import pytest
 from tests.app.app_checks import colour_share, count_frames
+from tests.app.conftest import FRAME_TIMEOUT_MS, wait_frames
 from PySide6.QtCore import QMimeData, QPoint, QPointF, Qt, QUrl
 from PySide6.QtGui import QDragEnterEvent, QDropEvent
 from PySide6.QtWidgets import QApplication
 
 from app.main_window import MainWindow
-from app.settings import AppSettings, load_settings, open_qsettings
+from app.settings import load_settings, open_qsettings
 from app.video_view import qimage_to_bgr
 from engine.model import available_providers, format_value
 from engine.render import Renderer
-
-FRAME_TIMEOUT_MS = 30_000
-
-
-@pytest.fixture
-def make_window(qtbot, app_model_path, sample_path):
-    """``make_window(**settings)``: a shown, started window (no cameras) on the app model."""
-    windows = []
-
-    def make(cameras=(), **changes) -> MainWindow:
-        settings = AppSettings(model_path=str(app_model_path), backend="cpu").replace(**changes)
-        window = MainWindow(open_qsettings(), settings, list(cameras))
-        qtbot.addWidget(window)
-        window.show()
-        window.start()
-        windows.append(window)
-        return window
-
-    yield make
-    for window in windows:
-        window.close()
-        assert not window.is_running()
-
-
-def wait_frames(qtbot, window: MainWindow, count: int = 3) -> None:
-    start = window.frames_shown
-    qtbot.waitUntil(lambda: window.frames_shown >= start + count, timeout=FRAME_TIMEOUT_MS)
-
 
 def wait_faces(qtbot, window: MainWindow) -> None:
     qtbot.waitUntil(lambda: window.last_shown is not None and len(window.last_shown.result.faces) > 0,
