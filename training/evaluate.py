@@ -88,13 +88,13 @@ def onnx_predictor(path: Path, backend: str = "auto") -> Predictor:
     return Predictor(model.spec.tasks, model.spec.name, f"onnxruntime through the engine ({model.provider})", predict)
 
 
-def torch_predictor(path: Path) -> Predictor:
+def torch_predictor(path: Path, flip_tta: bool = False) -> Predictor:
     import torch
 
     from training.export import ExportError, ExportWrapper, load_checkpoint, net_from_checkpoint
 
     try:
-        wrapper = ExportWrapper(net_from_checkpoint(load_checkpoint(path), str(path))).eval()
+        wrapper = ExportWrapper(net_from_checkpoint(load_checkpoint(path), str(path)), flip_tta).eval()
     except ExportError as e:
         raise EvaluateError(str(e)) from e
 
@@ -103,17 +103,20 @@ def torch_predictor(path: Path) -> Predictor:
             outs = wrapper(torch.from_numpy(np.ascontiguousarray(chips)))
         return decode_contract(wrapper.tasks, {t.name: o.numpy() for t, o in zip(wrapper.tasks, outs)})
 
-    return Predictor(wrapper.tasks, path.stem, "torch (checkpoint)", predict)
+    return Predictor(wrapper.tasks, path.stem, "torch (checkpoint)" + (", flip TTA" if wrapper.flip_tta else ""), predict)
 
 
-def load_predictor(path: Path, backend: str = "auto") -> Predictor:
+def load_predictor(path: Path, backend: str = "auto", flip_tta: bool = False) -> Predictor:
     path = Path(path)
     if not path.is_file():
         raise EvaluateError(f"{path}: model file not found")
     if path.suffix == ".onnx":
+        if flip_tta:
+            raise EvaluateError(f"{path}: --flip-tta is for .pt checkpoints (an .onnx file has it in its graph or not: "
+                                "`python -m training.export --flip-tta`)")
         return onnx_predictor(path, backend)
     if path.suffix in (".pt", ".pth"):
-        return torch_predictor(path)
+        return torch_predictor(path, flip_tta)
     raise EvaluateError(f"{path}: give an exported .onnx model or a .pt checkpoint")
 
 
@@ -246,7 +249,7 @@ def write_predictions(path: Path, result: SplitResult) -> None:
 def evaluate(model: Path, data: Path, protocol: str, out_dir: Path, chips_dir: Path | None = None,
              from_images: bool = False, splits: Sequence[str] | None = None, splits_dir: Path | None = None,
              attributes: Sequence[str] = ("Male", "Young"), backend: str = "auto", detector: str = "hog",
-             upsample: int = 0, progress: bool = True, command: str = "") -> dict:
+             upsample: int = 0, progress: bool = True, command: str = "", flip_tta: bool = False) -> dict:
     """Evaluate ``model`` on each split; write metrics.json, report.md, plots, predictions; return the metrics."""
     if protocol not in PROTOCOLS:
         raise EvaluateError(f"unknown protocol '{protocol}' (choose from: {', '.join(PROTOCOLS)})")
@@ -255,7 +258,7 @@ def evaluate(model: Path, data: Path, protocol: str, out_dir: Path, chips_dir: P
                             "(the engine's detect + align on every image), not both or neither")
     if splits is None:
         splits = ("test",) if protocol == "celeba" else ("test", "test_dedup")
-    predictor = load_predictor(model, backend)
+    predictor = load_predictor(model, backend, flip_tta)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     image_dir = Path(data) / "img_align_celeba" if protocol == "celeba" and (Path(data) / "img_align_celeba").is_dir() \
@@ -292,7 +295,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     src = p.add_mutually_exclusive_group()
     src.add_argument("--chips", type=Path, help="chip cache made by `python -m training.chips`")
     src.add_argument("--from-images", action="store_true", help="run the engine's detect + align on each image")
-    p.add_argument("--split", choices=("test", "test_dedup"), help="one split only (default: both for UTKFace)")
+    p.add_argument("--split", choices=("test", "test_dedup", "valid"),
+                   help="one split only (default: test and test_dedup for UTKFace; valid = the training run's validation split)")
+    p.add_argument("--flip-tta", action="store_true", help=".pt only: average each chip's outputs with its mirror's")
     p.add_argument("--splits-dir", type=Path, help="protocol files (default: training/splits)")
     p.add_argument("--attributes", nargs="+", default=["Male", "Young"], help="CelebA attributes")
     p.add_argument("--backend", default="auto", help="ONNX Runtime backend for .onnx models (auto, cpu, cuda, tensorrt)")
@@ -304,7 +309,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         metrics = evaluate(args.model, args.data, args.protocol, args.out, args.chips, args.from_images,
                            (args.split,) if args.split else None, args.splits_dir, args.attributes, args.backend,
-                           args.detector, args.upsample, command=command)
+                           args.detector, args.upsample, command=command, flip_tta=args.flip_tta)
     except EvaluateError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -55,16 +55,30 @@ class ExportWrapper(nn.Module):
     regression: lo + v * (hi - lo) in the task's unit [N] (v as is without a range);
     landmarks: [N, K, 2] as the net gives them. The net itself casts and normalises the
     uint8 chips, so the graph's input is the chip exactly as the engine makes it.
+
+    ``flip_tta``: the graph runs the chip and its mirror image as one batch of 2N and averages
+    the two contract outputs (probabilities, distributions, values) per task; the inputs and
+    outputs stay the same, so the engine loads it unchanged. Landmarks are never averaged
+    (a mirrored face's points are not the same points).
     """
 
-    def __init__(self, net: nn.Module):
+    def __init__(self, net: nn.Module, flip_tta: bool = False):
         super().__init__()
         self.net = net
         self.tasks: tuple[TaskSpec, ...] = tuple(net.tasks)
+        self.flip_tta = bool(flip_tta) and all(t.kind != "landmarks" for t in self.tasks)
 
     def forward(self, chips: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        raw = self.net(chips)
-        return tuple(contract_output(t, raw[t.name]) for t in self.tasks)
+        if not self.flip_tta:
+            raw = self.net(chips)
+            return tuple(contract_output(t, raw[t.name]) for t in self.tasks)
+        n = chips.shape[0]
+        raw = self.net(torch.cat([chips, chips.flip(2)], dim=0))  # NHWC: dim 2 is the width
+        outs = []
+        for t in self.tasks:
+            y = contract_output(t, raw[t.name])
+            outs.append((y[:n] + y[n:]) * 0.5)
+        return tuple(outs)
 
 
 def contract_output(task: TaskSpec, y: torch.Tensor) -> torch.Tensor:
@@ -133,9 +147,12 @@ def summary_metrics(metrics: Mapping) -> dict:
     return out
 
 
-def build_spec(net: nn.Module, ckpt: Mapping, name: str | None = None, metrics: Mapping | None = None) -> ModelSpec:
+def build_spec(net: nn.Module, ckpt: Mapping, name: str | None = None, metrics: Mapping | None = None,
+               flip_tta: bool = False) -> ModelSpec:
     bb = net.backbone
     info = training_info(ckpt)
+    if flip_tta:
+        info["flip_tta"] = True
     if name is None:
         kind = "mtl" if len(net.tasks) > 1 else net.tasks[0].name
         name = f"{info['data'].lower()}-{bb.name}-{kind}"
@@ -225,7 +242,7 @@ class ExportResult:
 
 
 def export(ckpt_path: Path, out: Path, metrics_path: Path | None = None, name: str | None = None,
-           chips_dir: Path | None = DEFAULT_CHIPS) -> ExportResult:
+           chips_dir: Path | None = DEFAULT_CHIPS, flip_tta: bool = False) -> ExportResult:
     """Checkpoint -> checked ONNX file at ``out``; ExportError if any step fails."""
     ckpt = load_checkpoint(ckpt_path)
     net = net_from_checkpoint(ckpt, str(ckpt_path))
@@ -235,8 +252,8 @@ def export(ckpt_path: Path, out: Path, metrics_path: Path | None = None, name: s
             metrics = summary_metrics(json.loads(Path(metrics_path).read_text()))
         except (OSError, ValueError, AttributeError) as e:
             raise ExportError(f"{metrics_path}: cannot read evaluate metrics ({e})") from e
-    spec = build_spec(net, ckpt, name, metrics)
-    wrapper = ExportWrapper(net).eval()
+    wrapper = ExportWrapper(net, flip_tta).eval()
+    spec = build_spec(net, ckpt, name, metrics, wrapper.flip_tta)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out.parent) as tmp:
@@ -266,14 +283,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--name", help="model name in the description (default: <data>-<backbone>-mtl)")
     p.add_argument("--chips", type=Path, default=DEFAULT_CHIPS,
                    help="chip cache for the parity batch (default: cache/utkface; random chips if absent)")
+    p.add_argument("--flip-tta", action="store_true",
+                   help="the graph averages each chip's outputs with its mirror image's (2x the network's cost)")
     args = p.parse_args(argv)
     try:
-        result = export(args.checkpoint, args.out, args.metrics, args.name, args.chips)
+        result = export(args.checkpoint, args.out, args.metrics, args.name, args.chips, args.flip_tta)
     except ExportError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     size_mb = result.path.stat().st_size / 1e6
-    print(f"wrote {result.path} ({size_mb:.1f} MB, opset {OPSET}, dynamic batch), model '{result.spec.name}'")
+    tta = ", flip test-time averaging in the graph" if result.spec.training.get("flip_tta") else ""
+    print(f"wrote {result.path} ({size_mb:.1f} MB, opset {OPSET}, dynamic batch{tta}), model '{result.spec.name}'")
     print(f"parity torch vs onnxruntime on {result.parity.batch}: " + ", ".join(
         f"{k} {v:.2e}" for k, v in result.parity.max_abs_diff.items()) + f" (max abs diff, limit {PARITY_TOL:g})")
     print("engine loads it; first chip: " + "; ".join(result.engine_lines))
