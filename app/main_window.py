@@ -254,6 +254,8 @@ class MainWindow(QMainWindow):
             loader.wait()
 
     def _loaded(self, pipeline: Pipeline) -> None:
+        if self._loader is None or self.sender() is not self._loader:
+            return  # the window closed while it loaded
         settings, play, _ = self._loading
         self._finish_loader()
         was_playing = self.is_running()
@@ -274,6 +276,8 @@ class MainWindow(QMainWindow):
             self.play_source(current, self._run_remember, self._run_note)
 
     def _load_failed(self, why: str) -> None:
+        if self._loader is None or self.sender() is not self._loader:
+            return
         settings, play, initial = self._loading
         self._finish_loader()
         if self.pipeline is None and initial:

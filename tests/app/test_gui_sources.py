@@ -182,3 +182,17 @@ def test_dropping_a_folder_on_the_window_plays_its_photos(make_window, qtbot, ph
 def test_existing_folders_are_available_sources(photo_folder, tmp_path):
     assert is_available(str(photo_folder), [])
     assert not is_available(str(tmp_path / "gone"), [])
+
+
+def test_a_remembered_folder_plays_at_start_and_its_unreadable_photos_are_named(make_window, qtbot, photo_folder,
+                                                                               tmp_path):
+    import shutil
+
+    folder = tmp_path / "some unreadable"
+    shutil.copytree(photo_folder, folder)
+    (folder / "photo-1.jpg").write_bytes(b"not a jpeg")
+    window = make_window(source=str(folder))
+    assert window.picker.currentText() == f"Folder: {folder.name}"
+    qtbot.waitUntil(lambda: window.message().startswith("Finished"), timeout=FRAME_TIMEOUT_MS)
+    assert window.message() == f"Finished: end of {folder}; {folder / 'photo-1.jpg'}: not a readable image, skipped"
+    assert window.last_shown.result.frame.source_id == str(folder / "photo-2.jpg")

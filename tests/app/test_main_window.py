@@ -117,6 +117,7 @@ def test_choosing_cuda_without_it_says_so_and_keeps_cpu(make_window, qtbot):
     window.backend_actions["cuda"].trigger()
     qtbot.waitUntil(lambda: not window.is_loading() and window.error_box is not None, timeout=15_000)
     assert "the CUDA backend was requested but this onnxruntime has no CUDAExecutionProvider" in window.message()
+    assert "choose Backend ▸ CPU" in window.message() and "--backend" not in window.message()  # the window's words
     assert window.pipeline is before and window.pipeline.provider == "CPUExecutionProvider"
     assert window.settings.backend == "cpu"
     assert window.backend_actions["cpu"].isChecked() and not window.backend_actions["cuda"].isChecked()

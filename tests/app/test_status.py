@@ -5,7 +5,7 @@ import pytest
 
 from app.settings import SAMPLE_SOURCE
 from app.source_picker import is_available, resolve_spec
-from app.status import LiveStats
+from app.status import LiveStats, window_words
 from engine.assets import sample_video_path
 from engine.sources import CameraInfo
 
@@ -35,3 +35,9 @@ def test_source_specs_resolve_to_what_open_source_takes(tmp_path):
     video.write_bytes(b"x")
     assert is_available(str(video), cams) and is_available("camera:HD Webcam", cams)
     assert not is_available("camera:Gone", cams) and not is_available("", cams)
+
+
+def test_command_line_advice_is_said_in_the_windows_words():
+    assert window_words("no CUDA here; install onnxruntime-gpu or choose --backend cpu") == \
+        "no CUDA here; install onnxruntime-gpu or choose Backend ▸ CPU"
+    assert window_words("camera 0: no such camera") == "camera 0: no such camera"
