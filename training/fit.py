@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import random
 import sys
 import time
@@ -26,7 +27,7 @@ import torch.distributed as tdist
 from engine.modelspec import TaskSpec
 from training.augment import create_augmenter
 from training.batches import MemorySplit
-from training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from training.checkpoint import CheckpointError, git_commit, load_checkpoint, save_checkpoint
 from training.chips import ChipCache
 from training.config import Config, ConfigError, config_from_dict, load_config
 from training.data import ChipDataset, DataError, load_celeba, load_utkface
@@ -210,6 +211,7 @@ def parse_args(argv):
     p.add_argument("--batch-size", type=int, help="overrides optim.batch_size (per process)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), help="overrides speed.device")
     p.add_argument("--max-samples", type=int, help="use at most N train and N valid samples (smoke runs)")
+    p.add_argument("--seed", type=int, help="overrides the config's seed (init, shuffling, augmentation, dropout)")
     return p.parse_args(argv)
 
 
@@ -225,7 +227,19 @@ def run_config(args, resume_from: dict | None) -> Config:
     optim = dataclasses.replace(cfg.optim, epochs=args.epochs or cfg.optim.epochs,
                                 batch_size=args.batch_size or cfg.optim.batch_size)
     speed = dataclasses.replace(cfg.speed, device=args.device or cfg.speed.device)
-    return dataclasses.replace(cfg, data=data, optim=optim, speed=speed)
+    seed = cfg.seed if args.seed is None or resume_from is not None else args.seed
+    return dataclasses.replace(cfg, data=data, optim=optim, speed=speed, seed=seed)
+
+
+def record_command(out: Path, cfg: Config, argv: list[str] | None, resumed: bool) -> None:
+    """run.json: the preset, seed and every command line that built this run (training.results reads it)."""
+    path = out / "run.json"
+    info = json.loads(path.read_text()) if resumed and path.is_file() else {"commands": []}
+    info.update({"config": cfg.name, "seed": cfg.seed, "epochs": cfg.optim.epochs})
+    args = sys.argv[1:] if argv is None else list(argv)
+    info["commands"].append({"command": "python -m training.fit " + " ".join(args), "git_commit": git_commit(),
+                             "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
+    path.write_text(json.dumps(info, indent=1))
 
 
 def run(argv: list[str] | None = None) -> FitResult:
@@ -247,6 +261,7 @@ def run(argv: list[str] | None = None) -> FitResult:
     try:
         if dist.main:
             out.mkdir(parents=True, exist_ok=True)
+            record_command(out, cfg, argv, args.resume)
         max_samples = args.max_samples or (resume_from or {}).get("max_samples")  # a resumed run keeps its subset
         return fit(cfg, out, resume_from, dist, max_samples)
     finally:

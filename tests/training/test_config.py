@@ -6,7 +6,9 @@ import pytest
 from training.config import Config, ConfigError, config_from_dict, list_presets, load_config
 
 PRESETS = ("utkface_thesis", "utkface_single_gender", "utkface_single_race", "utkface_single_age",
-           "utkface_baseline", "utkface_default", "celeba_thesis")
+           "utkface_baseline", "utkface_default", "celeba_thesis", "utkface_thesis_avgloss", "utkface_thesis_noef",
+           "utkface_thesis_lambda0001", "utkface_thesis_lambda001", "utkface_thesis_lambda1")
+RECIPES = ("utkface_thesis_v2",)  # beyond the thesis: their own optimiser settings
 
 
 @pytest.mark.parametrize("name", PRESETS)
@@ -18,7 +20,29 @@ def test_every_preset_loads_and_round_trips_through_the_checkpoint_dict(name):
 
 
 def test_presets_are_exactly_the_shipped_files():
-    assert set(list_presets()) == set(PRESETS)
+    assert set(list_presets()) == set(PRESETS) | set(RECIPES)
+
+
+def test_ablation_presets_differ_from_the_thesis_preset_in_their_one_setting():
+    base = load_config("utkface_thesis").to_dict()
+    changed = {"utkface_thesis_avgloss": {("weighting", "kind"): "equal"},
+               "utkface_thesis_noef": {("freeze", "early_freeze"): False},
+               "utkface_thesis_lambda0001": {("weighting", "lambda"): 0.001},
+               "utkface_thesis_lambda001": {("weighting", "lambda"): 0.01},
+               "utkface_thesis_lambda1": {("weighting", "lambda"): 1.0}}
+    for name, diff in changed.items():
+        cfg = load_config(name).to_dict()
+        found = {(sec, k): v for sec, block in cfg.items() if isinstance(block, dict)
+                 for k, v in block.items() if base[sec][k] != v}
+        assert found == diff, name
+
+
+def test_the_stronger_recipe_fine_tunes_everything_with_its_switches_on():
+    cfg = load_config("utkface_thesis_v2")
+    assert config_from_dict(cfg.to_dict()) == cfg
+    assert cfg.speed.frozen_stages == 0 and not cfg.speed.cache_stem and cfg.speed.bf16 == "auto"
+    assert (cfg.model.age_kind, cfg.loss.age, cfg.optim.schedule) == ("expectation", "dldl", "cosine")
+    assert cfg.optim.ema > 0 and cfg.augment.shift > 0 and cfg.loss.label_smoothing > 0
 
 
 def test_thesis_preset_is_the_thesis_setup():

@@ -45,7 +45,7 @@ def test_two_gloo_processes_train_in_sync_and_only_rank_0_writes(tmp_path):
     # validation losses and metrics are reduced over both shards: the same on both ranks
     assert [h["val_loss"] for h in r0["history"]] == [h["val_loss"] for h in r1["history"]]
     assert [h["weights"] for h in r0["history"]] == [h["weights"] for h in r1["history"]]
-    assert sorted(p.name for p in out.iterdir()) == ["best.pt", "curves.png", "last.pt", "log.csv"]
+    assert sorted(p.name for p in out.iterdir()) == ["best.pt", "curves.png", "last.pt", "log.csv", "run.json"]
     ckpt = torch.load(out / "last.pt", weights_only=True)
     assert ckpt["epoch"] == 2
     for k, v in r0["params"].items():

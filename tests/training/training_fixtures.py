@@ -99,7 +99,7 @@ def write_config(path: Path, splits: Path, extra: str = "") -> Path:
     for line in extra.strip().splitlines():
         dotted, value = (part.strip() for part in line.split("=", 1))
         section, key = dotted.split(".", 1)
-        sections[section][key] = value
+        sections.setdefault(section, {})[key] = value
     path.write_text("".join(f"[{name}]\n" + "".join(f"{k} = {v}\n" for k, v in keys.items()) + "\n"
                             for name, keys in sections.items()))
     return path

@@ -1,0 +1,287 @@
+"""Build training/RESULTS.md from the run folders: the thesis's UTKFace tables with our runs beside them.
+
+    python -m training.results [--runs runs] [-o training/RESULTS.md]
+
+Every number comes from a file a run wrote, never from this module: validation figures
+from ``runs/<name>/log.csv`` (the epoch with the lowest total validation loss, the one
+saved as best.pt), test figures from ``runs/<name>/eval/metrics.json`` (``python -m
+training.evaluate runs/<name>/best.pt ... --from-images -o runs/<name>/eval``: through the
+engine), the preset, seed and command lines from ``runs/<name>/run.json`` (written by
+training.fit; for older runs, from ``last.pt``). Only the thesis's own figures (seeds/003)
+are typed here, as the reference. A row whose runs are missing says "not run yet" and
+gives the command that would make it.
+
+Run folder names: ``<preset>`` for the preset's own seed, ``<preset>_seed<k>`` for others.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import datetime as dt
+import json
+import statistics
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DATA, CHIPS = "../shared/data/utkface", "cache/utkface"
+METRICS = ("gender_acc", "race_acc", "age_mae")
+
+
+@dataclass(frozen=True)
+class Row:
+    label: str
+    thesis: tuple[float, float, float] | None  # gender %, race %, age MAE (years), seeds/003
+    runs: tuple[str, ...]  # run folder names; a single-task row takes each metric from the run that has it
+    seeds: tuple[int, ...] = ()  # several seeds of runs[0]'s preset: mean ± std over those that ran
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class Table:
+    title: str
+    rows: tuple[Row, ...]
+
+
+THESIS_MTL = (98.47, 87.56, 4.68)
+TABLES = (
+    Table("Table 4.10: methods (thesis: SE-ResNet-50-128D backbone; ours: dlib ResNet-29)", (
+        Row("Single Task baseline", (93.12, 80.79, 5.43), ("utkface_baseline",)),
+        Row("Single Task Neural Network", (92.58, 80.97, 5.22),
+            ("utkface_single_gender", "utkface_single_race", "utkface_single_age")),
+        Row("Proposed Multi-Task Learning Network (thesis recipe)", THESIS_MTL, ("utkface_thesis",)),
+        Row("Proposed MTL network, stronger recipe (full fine-tuning, DLDL age, augmentation, cosine, EMA)",
+            THESIS_MTL, ("utkface_thesis_v2",), seeds=(0, 1, 2)),
+    )),
+    Table("Table 5.3: Loss Weight Layer vs average loss", (
+        Row("Average loss", (98.01, 87.56, 5.17), ("utkface_thesis_avgloss",)),
+        Row("Proposed weighted loss (Loss Weight Layer)", THESIS_MTL, ("utkface_thesis",)),
+    )),
+    Table("Table 5.4: with and without Early Freeze", (
+        Row("Early stopping of converged task (no Early Freeze)", (98.31, 86.58, 4.64), ("utkface_thesis_noef",)),
+        Row("Proposed Early Freeze", THESIS_MTL, ("utkface_thesis",)),
+    )),
+    Table("Table 5.5: the Loss Weight Layer's λ", (
+        Row("λ = 0.001", (98.31, 86.83, 4.76), ("utkface_thesis_lambda0001",)),
+        Row("λ = 0.01", (98.39, 86.97, 4.74), ("utkface_thesis_lambda001",)),
+        Row("λ = 0.1", THESIS_MTL, ("utkface_thesis",)),
+        Row("λ = 1", (98.23, 86.79, 4.82), ("utkface_thesis_lambda1",)),
+    )),
+)
+
+
+# -- reading runs -------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Run:
+    name: str
+    preset: str
+    seed: int
+    commands: tuple[str, ...]
+    epochs_done: int
+    epochs_planned: int
+    max_samples: int | None
+    seconds_per_epoch: float
+    best_epoch: int
+    valid: dict  # metric -> value (accuracy 0..1, MAE years)
+    test: dict | None  # split -> {metric: value}, from eval/metrics.json
+    test_source: str = ""
+
+
+def _float(v: str) -> float | None:
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return None
+
+
+def read_log(path: Path) -> list[dict]:
+    with path.open(newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def run_info(folder: Path) -> dict:
+    """run.json, or what last.pt knows (runs started before run.json existed)."""
+    if (folder / "run.json").is_file():
+        info = json.loads((folder / "run.json").read_text())
+        info["commands"] = [c["command"] if isinstance(c, dict) else str(c) for c in info.get("commands", [])]
+        return info
+    if (folder / "last.pt").is_file():
+        import torch
+
+        ckpt = torch.load(folder / "last.pt", map_location="cpu", weights_only=True)
+        cfg = ckpt["config"]
+        cmd = (f"python -m training.fit --config {cfg['name']} --data {DATA} --chips {CHIPS} --out runs/{folder.name}"
+               f" --epochs {cfg['optim']['epochs']}" + (f" --max-samples {ckpt['max_samples']}" if ckpt.get("max_samples") else ""))
+        return {"config": cfg["name"], "seed": cfg["seed"], "epochs": cfg["optim"]["epochs"],
+                "max_samples": ckpt.get("max_samples"), "commands": [cmd + "   (rebuilt from last.pt's config)"]}
+    return {}
+
+
+def read_run(folder: Path) -> Run | None:
+    """A run folder's figures, or None when it has no log yet."""
+    if not (folder / "log.csv").is_file():
+        return None
+    rows = read_log(folder / "log.csv")
+    if not rows:
+        return None
+    info = run_info(folder)
+    best = min(rows, key=lambda r: float(r["val_total"]))
+    valid = {m: _float(best.get(m)) for m in METRICS if _float(best.get(m)) is not None}
+    test, source = None, ""
+    metrics_path = folder / "eval" / "metrics.json"
+    if metrics_path.is_file():
+        m = json.loads(metrics_path.read_text())
+        test = {split: {k: block.get(k) for k in METRICS if block.get(k) is not None}
+                for split, block in m.get("splits", {}).items()}
+        source = f"{m.get('runtime', '')}; {m.get('source', '')}"
+    max_samples = info.get("max_samples")
+    if max_samples is None:
+        max_samples = next((_arg(c, "--max-samples") for c in info.get("commands", []) if "--max-samples" in c), None)
+    return Run(folder.name, info.get("config", folder.name), int(info.get("seed", 0)), tuple(info.get("commands", ())),
+               int(rows[-1]["epoch"]), int(info.get("epochs", 0)), int(max_samples) if max_samples else None,
+               statistics.mean(float(r["seconds"]) for r in rows), int(best["epoch"]), valid, test, source)
+
+
+def _arg(command: str, flag: str) -> str | None:
+    parts = command.split()
+    return parts[parts.index(flag) + 1] if flag in parts and parts.index(flag) + 1 < len(parts) else None
+
+
+def read_runs(runs_dir: Path) -> dict[str, Run]:
+    found = {}
+    for folder in sorted(p for p in Path(runs_dir).glob("*") if p.is_dir()):
+        run = read_run(folder)
+        if run is not None:
+            found[run.name] = run
+    return found
+
+
+# -- rendering ----------------------------------------------------------------------------
+def _fmt(metric: str, values: Sequence[float]) -> str:
+    """One value, or mean ± std of several; accuracies in %, MAE in years."""
+    scale, digits = (100.0, 2) if metric.endswith("_acc") else (1.0, 2)
+    vals = [v * scale for v in values]
+    if not vals:
+        return "–"
+    if len(vals) == 1:
+        return f"{vals[0]:.{digits}f}"
+    return f"{statistics.mean(vals):.{digits}f} ± {statistics.stdev(vals):.{digits}f}"
+
+
+def seed_folder(preset: str, seed: int, preset_seed: int = 0) -> str:
+    return preset if seed == preset_seed else f"{preset}_seed{seed}"
+
+
+def fit_command(folder: str, preset: str, seed: int | None = None) -> str:
+    return (f"python -m training.fit --config {preset} --data {DATA} --chips {CHIPS} --out runs/{folder}"
+            + (f" --seed {seed}" if seed else ""))
+
+
+def eval_command(folder: str) -> str:
+    return (f"python -m training.evaluate runs/{folder}/best.pt --data {DATA} --protocol coral --from-images"
+            f" -o runs/{folder}/eval")
+
+
+def row_runs(row: Row, runs: dict[str, Run]) -> list[tuple[str, str, int, Run | None]]:
+    """(folder, preset, seed, run or None) for every run the row asks for."""
+    if row.seeds:
+        preset = row.runs[0]
+        return [(seed_folder(preset, s), preset, s, runs.get(seed_folder(preset, s))) for s in row.seeds]
+    return [(name, name, 0, runs.get(name)) for name in row.runs]
+
+
+def row_cells(row: Row, wanted: list, split: str | None) -> list[str]:
+    """Our gender / race / age cells: valid (split None) or a test split; each from the runs that have it."""
+    cells = []
+    for m in METRICS:
+        vals = []
+        for _, _, _, run in wanted:
+            block = run.valid if split is None else ((run.test or {}).get(split, {}) if run else {})
+            if run is not None and block.get(m) is not None:
+                vals.append(block[m])
+        cells.append(_fmt(m, vals))
+    return cells
+
+
+def describe(run: Run) -> str:
+    parts = [f"seed {run.seed}", f"{run.epochs_done} of {run.epochs_planned} epochs" if run.epochs_planned
+             else f"{run.epochs_done} epochs", f"best epoch {run.best_epoch}", f"{run.seconds_per_epoch:.0f} s/epoch"]
+    if run.max_samples:
+        parts.append(f"smoke run on {run.max_samples} samples")
+    if run.epochs_planned and run.epochs_done < run.epochs_planned:
+        parts.append("still running or stopped early")
+    return ", ".join(parts)
+
+
+def render_table(table: Table, runs: dict[str, Run]) -> list[str]:
+    lines = [f"### {table.title}", "",
+             "| method | thesis gender / race / age MAE | ours, valid | ours, CORAL test (engine) | ours, test_dedup (engine) |",
+             "|---|---|---|---|---|"]
+    notes = []
+    for row in table.rows:
+        wanted = row_runs(row, runs)
+        have = [w for w in wanted if w[3] is not None]
+        thesis = " / ".join(f"{v:.2f}" for v in row.thesis) if row.thesis else "–"
+        if not have:
+            cells = ["not run yet"] * 3
+        else:
+            cells = [" / ".join(row_cells(row, have, s)) if any(w[3].test or s is None for w in have) else "not evaluated yet"
+                     for s in (None, "test", "test_dedup")]
+        label = row.label + (f" ({len(have)} of {len(wanted)} seeds)" if row.seeds else "")
+        lines.append(f"| {label} | {thesis} | {cells[0]} | {cells[1]} | {cells[2]} |")
+        for folder, preset, seed, run in wanted:
+            if run is None:
+                notes.append(f"- {row.label}, `runs/{folder}`: not run yet; `{fit_command(folder, preset, seed)}`, "
+                             f"then `{eval_command(folder)}`")
+            else:
+                cmds = "; then ".join(f"`{c}`" for c in run.commands) or "(command not recorded)"
+                ev = "" if run.test else f"; not evaluated yet: `{eval_command(folder)}`"
+                notes.append(f"- {row.label}, `runs/{folder}` ({describe(run)}): {cmds}{ev}")
+    return lines + [""] + notes + [""]
+
+
+def render(runs: dict[str, Run], runs_dir: Path) -> str:
+    listed = {w[0] for t in TABLES for r in t.rows for w in row_runs(r, runs)}
+    out = ["# Training results (generated)", "",
+           f"Generated by `python -m training.results` from `{runs_dir}/*/log.csv`, `{runs_dir}/*/run.json` and "
+           f"`{runs_dir}/*/eval/metrics.json` on {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC. "
+           "Do not edit by hand: rerun the generator.", "",
+           "Cells are gender accuracy % / race accuracy % / age MAE (years), CORAL protocol of UTKFace "
+           "(ages 21–60). *valid*: the run's validation split at its best epoch (lowest total validation "
+           "loss; the checkpoint best.pt), chips from the cache. *test*: best.pt through the engine "
+           "(`training.evaluate --from-images`: the engine's detection and alignment on every image). "
+           "Several seeds: mean ± std. The thesis's figures are from seeds/003 (its own backbone).", ""]
+    for table in TABLES:
+        out += render_table(table, runs)
+    others = [r for name, r in runs.items() if name not in listed]
+    if others:
+        out += ["### Other runs", "", "| run | preset | valid gender / race / age MAE | test (engine) | details |",
+                "|---|---|---|---|---|"]
+        for r in others:
+            valid = " / ".join(_fmt(m, [r.valid[m]] if m in r.valid else []) for m in METRICS)
+            test = (" / ".join(_fmt(m, [r.test["test"][m]] if m in r.test.get("test", {}) else []) for m in METRICS)
+                    if r.test else "not evaluated")
+            out.append(f"| `runs/{r.name}` | {r.preset} | {valid} | {test} | {describe(r)}; "
+                       + "; ".join(f"`{c}`" for c in r.commands) + " |")
+        out.append("")
+    return "\n".join(out)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m training.results", description=__doc__.splitlines()[0])
+    p.add_argument("--runs", type=Path, default=Path("runs"), help="folder of run folders (default: runs)")
+    p.add_argument("-o", "--out", type=Path, default=REPO_ROOT / "training" / "RESULTS.md")
+    args = p.parse_args(argv)
+    if not args.runs.is_dir():
+        print(f"error: {args.runs}: no such folder of runs", file=sys.stderr)
+        return 2
+    runs = read_runs(args.runs)
+    args.out.write_text(render(runs, args.runs))
+    print(f"wrote {args.out} ({len(runs)} runs read from {args.runs})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
