@@ -1,0 +1,64 @@
+"""training.results builds RESULTS.md from run folders: figures from the logs, thesis beside, missing rows named."""
+from __future__ import annotations
+
+import json
+import re
+
+from training.results import main, read_run
+from training.runlog import write_log_csv
+
+NAMES = ("gender", "race", "age")
+METRICS = ("gender_acc", "race_acc", "age_mae")
+
+
+def record(epoch: int, val_total: float, acc: tuple[float, float, float]) -> dict:
+    return {"epoch": epoch, "lr": 1e-4, "seconds": 60.0 + epoch, "val_total": val_total,
+            "train_loss": dict.fromkeys(NAMES, 0.5), "val_loss": dict.fromkeys(NAMES, val_total),
+            "weights": dict.fromkeys(NAMES, 1 / 3), "metrics": dict(zip(METRICS, acc)), "frozen": [], "events": []}
+
+
+def make_run(runs, name: str, preset: str, seed: int, history: list[dict], epochs: int, test: dict | None = None):
+    folder = runs / name
+    folder.mkdir(parents=True)
+    write_log_csv(folder / "log.csv", history, NAMES, METRICS)
+    cmd = f"python -m training.fit --config {preset} --out runs/{name}" + (f" --seed {seed}" if seed else "")
+    (folder / "run.json").write_text(json.dumps({"config": preset, "seed": seed, "epochs": epochs,
+                                                 "commands": [{"command": cmd, "git_commit": "abc", "date": "x"}]}))
+    if test is not None:
+        (folder / "eval").mkdir()
+        (folder / "eval" / "metrics.json").write_text(json.dumps({
+            "runtime": "onnxruntime (engine)", "source": "images, engine detect",
+            "splits": {split: dict(zip(METRICS, v)) for split, v in test.items()}}))
+
+
+def test_the_generator_puts_logged_best_epochs_beside_the_thesis_and_names_what_is_missing(tmp_path):
+    runs = tmp_path / "runs"
+    # best epoch = lowest val_total (epoch 2), not the last one
+    make_run(runs, "utkface_thesis", "utkface_thesis", 0,
+             [record(1, 0.9, (0.95, 0.80, 6.0)), record(2, 0.5, (0.97, 0.85, 5.2)), record(3, 0.6, (0.99, 0.90, 4.0))],
+             epochs=3, test={"test": (0.9812, 0.8734, 4.91), "test_dedup": (0.9801, 0.8722, 4.95)})
+    for seed, acc in ((0, (0.980, 0.870, 4.50)), (1, (0.990, 0.880, 4.30))):
+        name = "utkface_thesis_v2" if seed == 0 else f"utkface_thesis_v2_seed{seed}"
+        make_run(runs, name, "utkface_thesis_v2", seed, [record(1, 0.4, acc)], epochs=9)
+    make_run(runs, "smoke", "utkface_thesis_v2", 0, [record(1, 1.0, (0.5, 0.2, 10.0))], epochs=1)
+    out = tmp_path / "RESULTS.md"
+    assert main(["--runs", str(runs), "-o", str(out)]) == 0
+    text = out.read_text()
+    line = next(l for l in text.splitlines() if l.startswith("| Proposed Multi-Task Learning Network (thesis recipe)"))
+    assert "| 98.47 / 87.56 / 4.68 | 97.00 / 85.00 / 5.20 | 98.12 / 87.34 / 4.91 | 98.01 / 87.22 / 4.95 |" in line
+    v2 = next(l for l in text.splitlines() if l.startswith("| Proposed MTL network, stronger recipe"))
+    assert "(2 of 3 seeds)" in v2 and "98.50 ± 0.71 / 87.50 ± 0.71 / 4.40 ± 0.14" in v2 and "not evaluated yet" in v2
+    assert re.search(r"runs/utkface_thesis_v2_seed2`: not run yet; `python -m training.fit --config utkface_thesis_v2 .*"
+                     r"--seed 2`", text)
+    assert "--config utkface_thesis_v2 --out runs/utkface_thesis_v2_seed1 --seed 1" in text  # the recorded command
+    base = next(l for l in text.splitlines() if l.startswith("| Single Task baseline"))
+    assert base.count("not run yet") == 3 and "93.12 / 80.79 / 5.43" in base
+    assert "| `runs/smoke` | utkface_thesis_v2 | 50.00 / 20.00 / 10.00 |" in text  # every run is listed somewhere
+    assert "2 of 3 epochs" not in text and "3 of 3 epochs, best epoch 2" in text
+
+
+def test_a_run_without_a_log_is_not_a_result_and_a_missing_runs_folder_is_one_clear_line(tmp_path, capsys):
+    (tmp_path / "runs" / "empty").mkdir(parents=True)
+    assert read_run(tmp_path / "runs" / "empty") is None
+    assert main(["--runs", str(tmp_path / "nowhere"), "-o", str(tmp_path / "R.md")]) == 2
+    assert "nowhere: no such folder of runs" in capsys.readouterr().err
