@@ -164,16 +164,17 @@ def fit(cfg: Config, out: Path, resume_from: dict | None, dist: Dist, max_sample
     metric_names = [m for m in (metric_name(t) for t in tasks) if m]
 
     while state.epoch < cfg.optim.epochs and not state.stopped:
-        epoch, t0 = state.epoch + 1, time.time()
-        train_loss, weights = train_one_epoch(model, step, state, train.train_batches(batch, cfg.seed, epoch, dist.rank, dist.world),
-                                              augment, dist)
-        val_loss, metrics = validate(state.eval_net, stem_n, valid.eval_batches(batch, dist.rank, dist.world), losses, dist)
-        record, improved, events = state.end_epoch(epoch, train_loss, weights, val_loss, metrics, time.time() - t0)
+        epoch, t0, lr = state.epoch + 1, time.time(), state.lr
+        train_batches = train.train_batches(batch, cfg.seed, epoch, dist.rank, dist.world)
+        train_loss, weights = train_one_epoch(model, step, state, train_batches, augment, dist)
+        valid_batches = valid.eval_batches(batch, dist.rank, dist.world)
+        val_loss, metrics = validate(state.eval_net, stem_n, valid_batches, losses, dist)
+        if state.score(epoch, val_loss, metrics) and dist.main:
+            save_checkpoint(out / "best.pt", cfg, state, max_samples)  # before a freeze restores older weights
+        record, events = state.finish_epoch(lr, train_loss, weights, val_loss, metrics, time.time() - t0)
         if events:
             model = wrap(step, dist)  # DDP over what trains now
         if dist.main:
-            if improved:  # the weights that produced these numbers, before any freeze restores others
-                save_checkpoint(out / "best.pt", cfg, state, max_samples)
             save_checkpoint(out / "last.pt", cfg, state, max_samples)
             write_log_csv(out / "log.csv", state.history, state.task_names, metric_names)
             plot_curves(out / "curves.png", state.history, state.task_names, metric_names)

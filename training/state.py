@@ -2,9 +2,10 @@
 restored whole (``training/checkpoint.py`` writes ``state_dict()``; ``--resume`` calls
 ``load_state_dict``).
 
-``TrainState.create`` builds the parts from the config sections; ``end_epoch`` is the
-bookkeeping after a validation: schedule, best epoch, Early Freeze, early stopping, the
-history record.
+``TrainState.create`` builds the parts from the config sections; after a validation,
+``score`` books the schedule and the best epoch, ``finish_epoch`` Early Freeze, early
+stopping and the history record (best.pt is written between the two, so it holds the
+weights that scored, not those a freeze restores).
 """
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import torch
 from torch import nn
 
 from training.checkpoint import restore_rng, rng_state
-from training.config import Config, OptimConfig
+from training.config import Config, OptimConfig, WeightingConfig
 from training.ema import WeightEMA
 from training.freeze import EarlyFreeze, EarlyStopping, FreezeController, FrozenParts
 from training.model import MultiTaskNet
@@ -23,7 +24,7 @@ from training.schedule import Schedule, create_schedule
 from training.weighting import make_weighting
 
 
-def make_optimizer(cfg: OptimConfig, net: MultiTaskNet, weighting: nn.Module, weighting_lr: float) -> torch.optim.Adam:
+def make_optimizer(cfg: OptimConfig, wcfg: WeightingConfig, net: MultiTaskNet, weighting: nn.Module) -> torch.optim.Adam:
     """Adam (thesis Table 3.2): the backbone at lr x backbone_lr_mult, shared layers and heads at lr,
     the learned task weights at their own lr without weight decay (the Loss Weight Layer has its λ term)."""
     backbone = list(net.backbone.parameters())
@@ -32,7 +33,7 @@ def make_optimizer(cfg: OptimConfig, net: MultiTaskNet, weighting: nn.Module, we
     return torch.optim.Adam([
         {"params": backbone, "weight_decay": cfg.weight_decay, "lr": cfg.lr * cfg.backbone_lr_mult},
         {"params": rest, "weight_decay": cfg.weight_decay, "lr": cfg.lr},
-        {"params": list(weighting.parameters()), "weight_decay": 0.0, "lr": weighting_lr or cfg.lr},
+        {"params": list(weighting.parameters()), "weight_decay": 0.0, "lr": wcfg.lr or cfg.lr},
     ], lr=cfg.lr, betas=(0.9, 0.999))
 
 
@@ -46,7 +47,7 @@ class TrainState:
     freezer: FreezeController | None
     stopper: EarlyStopping
     ema: WeightEMA | None
-    epoch: int = 0  # the last finished epoch
+    epoch: int = 0  # the last validated epoch
     best: dict = field(default_factory=lambda: {"epoch": 0, "val_total": math.inf})
     history: list = field(default_factory=list)
     stopped: bool = False  # early stopping or every task frozen
@@ -57,7 +58,7 @@ class TrainState:
         names = [t.name for t in net.tasks]
         weighting = make_weighting(cfg.weighting.kind, names, [t.kind for t in net.tasks], cfg.weighting.lam,
                                    cfg.seed).to(device)
-        optimizer = make_optimizer(cfg.optim, net, weighting, cfg.weighting.lr)
+        optimizer = make_optimizer(cfg.optim, cfg.weighting, net, weighting)
         schedule = create_schedule(cfg.optim, optimizer, steps_per_epoch)
         trunk_trainable = cfg.speed.frozen_stages >= 0 or len(cfg.model.shared_dims) > 0
         freezer = (FreezeController(EarlyFreeze(names, cfg.freeze.patience, trunk_trainable), parts)
@@ -83,15 +84,28 @@ class TrainState:
         if self.ema is not None:
             self.ema.update(self.net)
 
-    def end_epoch(self, epoch: int, train_loss: dict, weights: dict, val_loss: dict, metrics: dict,
-                  seconds: float) -> tuple[dict, bool, list]:
-        """Book one validated epoch; returns (history record, improved, freeze events)."""
+    @property
+    def lr(self) -> float:
+        """The learning rate of the shared layers and heads (the backbone's is x backbone_lr_mult)."""
+        return self.optimizer.param_groups[1]["lr"]
+
+    def score(self, epoch: int, val_loss: dict, metrics: dict) -> bool:
+        """Book epoch ``epoch``'s validation: schedule step, best epoch. True if it is the best so far
+        (save best.pt now: a freeze in ``finish_epoch`` may restore older weights)."""
+        self.epoch = epoch
         val_total = sum(val_loss.values()) / len(val_loss)
-        lr = self.optimizer.param_groups[1]["lr"]
         self.schedule.after_epoch(val_total)
-        improved = val_total < self.best["val_total"]
-        if improved:
+        if val_total < self.best["val_total"]:
             self.best = {"epoch": epoch, "val_total": val_total, "val_loss": val_loss, "metrics": metrics}
+            return True
+        return False
+
+    def finish_epoch(self, lr: float, train_loss: dict, weights: dict, val_loss: dict, metrics: dict,
+                     seconds: float) -> tuple[dict, list]:
+        """After ``score``: Early Freeze, early stopping, the history record (``lr``: at the epoch's start).
+        Returns (record, freeze events)."""
+        epoch = self.epoch
+        val_total = sum(val_loss.values()) / len(val_loss)
         events = self.freezer.after_validation(epoch, val_loss, self.net) if self.freezer else []
         if events:
             self.parts = self.freezer.parts
@@ -103,8 +117,7 @@ class TrainState:
                   "val_loss": val_loss, "weights": weights, "metrics": metrics, "frozen": list(self.parts.tasks),
                   "events": [e.message() for e in events]}
         self.history.append(record)
-        self.epoch = epoch
-        return record, improved, events
+        return record, events
 
     # -- saved and restored whole ---------------------------------------------------------
     def state_dict(self) -> dict:
