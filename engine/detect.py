@@ -78,6 +78,20 @@ def to_frame_xyxy(rects, scale: float, border: int) -> np.ndarray:
     return xyxy / np.float32(scale) - np.float32(border)
 
 
+def nms(xyxy: np.ndarray, scores: np.ndarray, iou_max: float = 0.4) -> tuple[np.ndarray, np.ndarray]:
+    """Boxes kept greedily by score, each dropping the boxes that overlap it more than ``iou_max``."""
+    from engine.track import iou_matrix
+
+    order = np.argsort(-scores, kind="stable")
+    xyxy, scores = xyxy[order].reshape(-1, 4), scores[order]
+    iou = iou_matrix(xyxy, xyxy)
+    keep: list[int] = []
+    for i in range(len(xyxy)):
+        if all(iou[i, k] <= iou_max for k in keep):
+            keep.append(i)
+    return xyxy[keep], scores[keep]
+
+
 @dataclass
 class _DlibDetector:
     min_face: int = DEFAULT_MIN_FACE
@@ -108,10 +122,20 @@ class HogDetector(_DlibDetector):
 
     def __call__(self, image_bgr: np.ndarray, pad: float = 0.0) -> Faces:
         h, w = image_bgr.shape[:2]
-        rgb, scale, border = prepare(image_bgr, self.scale_for((w, h)), pad)
+        scale = self.scale_for((w, h))
+        boxes, scores = self._run(image_bgr, scale, pad)
+        if pad > 0 and scale > 1:
+            # A still is also searched at its own size: a face that fills a photo scores low
+            # once enlarged (one of the 40 tight crops, 0.08, under min_score_enlarged).
+            more_boxes, more_scores = self._run(image_bgr, 1.0, pad)
+            boxes, scores = nms(np.concatenate([boxes, more_boxes]), np.concatenate([scores, more_scores]))
+        return Faces.from_boxes(boxes, scores)
+
+    def _run(self, image_bgr: np.ndarray, scale: float, pad: float) -> tuple[np.ndarray, np.ndarray]:
+        rgb, scale, border = prepare(image_bgr, scale, pad)
         min_score = max(self.min_score, self.min_score_enlarged) if scale > 1 else self.min_score
         rects, scores, _ = self._detector.run(rgb, self.upsample, min_score)
-        return Faces.from_boxes(to_frame_xyxy(rects, scale, border), np.asarray(scores, np.float32))
+        return to_frame_xyxy(rects, scale, border), np.asarray(scores, np.float32).reshape(-1)
 
 
 @register_detector("cnn", "CNN (robust, slow on CPU)")

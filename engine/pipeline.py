@@ -145,7 +145,7 @@ class Pipeline:
         timings["model"] = _ms(t)
 
         t = time.perf_counter()
-        faces = self.tracker(faces, chip_signatures(chips))
+        faces = self.tracker(faces, _judgeable(chip_signatures(chips), faces, frame.size_wh))
         timings["track"] = _ms(t)
 
         t = time.perf_counter()
@@ -182,6 +182,7 @@ class Pipeline:
                                   daemon=True)
         thread.start()
         stall_s = self.config.stall_timeout_s
+        join_s = CAPTURE_JOIN_S
         try:
             waiting_since = time.monotonic()
             while not stop.is_set():
@@ -189,6 +190,7 @@ class Pipeline:
                 if item is None:
                     waited = time.monotonic() - waiting_since
                     if stall_s and waited > stall_s:
+                        join_s = 0.2  # the capture thread is stuck in a read: do not wait for it
                         raise SourceError(f"{source.source_id}: stopped delivering frames "
                                           f"(none for {waited:.0f} s)")
                     continue
@@ -203,11 +205,23 @@ class Pipeline:
                 waiting_since = time.monotonic()
         finally:
             box.close()
-            thread.join(CAPTURE_JOIN_S)
+            thread.join(join_s)
             if not thread.is_alive():  # else a read hangs: the thread closes the source when it returns
                 source.close()
             self.last_end_reason = source.end_reason
             self.last_warnings = list(source.warnings)
+
+
+def _judgeable(signatures: np.ndarray, faces: Faces, size_wh: tuple[int, int]) -> np.ndarray:
+    """Signatures of faces wholly inside the frame; zero rows for faces cut by its border.
+
+    A face entering or leaving the frame changes its chip every frame (more or less of it is
+    black), which the appearance test would read as a change of person (on the sample video
+    every refusal was such a face)."""
+    w, h = size_wh
+    x0, y0, x1, y1 = faces.xyxy.T if len(faces) else (np.zeros(0),) * 4
+    inside = (x0 >= 0) & (y0 >= 0) & (x1 <= w) & (y1 <= h)
+    return np.where(inside[:, None], signatures, 0.0).astype(np.float32)
 
 
 def _follow_landmarks(previous: Faces, faces: Faces) -> Faces:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 import stat
 import sys
 import threading
@@ -366,6 +367,31 @@ def _open_within(label: str, open_fn, timeout_s: float | None) -> "Source":
     return box["source"]
 
 
+def _open_stream(path: Path, timeout_s: float | None) -> "VideoFileSource":
+    """A named pipe or device as a video, once it has data to read.
+
+    OpenCV's FFmpeg open of a pipe nobody writes to blocks inside a process-wide lock, so
+    a helper thread given up on would keep every later video from opening. We wait for
+    readable data ourselves (a non-blocking open and ``select``, reading nothing), and only
+    then let OpenCV open it; our descriptor stays open until then so a writer never sees
+    the pipe without a reader.
+    """
+    import select
+
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError as e:
+        raise SourceError(f"{path}: cannot be opened ({(e.strerror or str(e)).lower()})") from e
+    try:
+        wait_s = timeout_s if timeout_s else None
+        ready, _, _ = select.select([fd], [], [], wait_s)
+        if not ready:
+            raise SourceError(f"{path}: delivered no data within {timeout_s:g} s (a pipe nobody writes to?)")
+        return _open_within(str(path), lambda: VideoFileSource(path, loop=False), timeout_s)
+    finally:
+        os.close(fd)
+
+
 def _is_image_path(path: Path) -> bool:
     return path.suffix.lower() in IMAGE_SUFFIXES
 
@@ -399,7 +425,7 @@ def open_source(spec: str | int | Path, loop: bool = False, timeout_s: float | N
             raise SourceError(f"{path}: the folder holds no images ({', '.join(IMAGE_SUFFIXES)})")
         return ImageSource(str(path), images)
     if _is_stream(path):
-        return _open_within(str(path), lambda: VideoFileSource(path, loop=False), timeout_s)
+        return _open_stream(path, timeout_s)
     if _is_image_path(path):
         return ImageSource(str(path), [path])
     if path.stat().st_size == 0:

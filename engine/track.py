@@ -70,24 +70,31 @@ class IouTracker:
     _last: Faces = field(default_factory=Faces, repr=False)
 
     def __call__(self, faces: Faces, signatures: np.ndarray | None = None) -> Faces:
-        """Faces with ``track_id`` filled; ``signatures`` [N, D] (unit rows) enable the appearance test."""
+        """Faces with ``track_id`` filled; ``signatures`` [N, D] (unit rows) enable the appearance test.
+
+        A zero row means "no signature to judge by" (a face cut by the frame's border, whose
+        chip changes as it moves in or out): that face is matched by overlap alone."""
         n = len(faces)
         ids = np.full(n, -1, np.int64)
         matched_tracks = np.zeros(len(self._ids), bool)
-        refs_new = None if signatures is None else np.asarray(signatures, np.float32).reshape(n, -1).copy()
+        refs_new = None if signatures is None else np.array(signatures, np.float32, ndmin=2)
+        if refs_new is not None and len(refs_new) != n:
+            raise ValueError(f"{len(refs_new)} signatures for {n} faces")
         refs_old = self._refs if refs_new is not None and self._refs is not None else None
         if len(self._ids) and n:
             iou = iou_matrix(self._xyxy, faces.xyxy)
             if refs_old is not None:
                 known = np.linalg.norm(refs_old, axis=1) > 0.5  # a zero row: no reference yet
-                similar = ((refs_old @ refs_new.T) >= self.same_face_min) | ~known[:, None]
+                judged = np.linalg.norm(refs_new, axis=1) > 0.5  # a zero row: no signature to judge by
+                similar = ((refs_old @ refs_new.T) >= self.same_face_min) | ~known[:, None] | ~judged[None, :]
                 self.refused += int(np.sum((iou >= self.iou_threshold) & ~similar))
                 iou = np.where(similar, iou, 0.0)
             for t, d in greedy_match(iou, self.iou_threshold):
                 ids[d] = self._ids[t]
                 matched_tracks[t] = True
-                if refs_old is not None and np.linalg.norm(refs_old[t]) > 0.5:
-                    ref = (1 - self.reference_rate) * refs_old[t] + self.reference_rate * refs_new[d]
+                if refs_old is not None and known[t]:
+                    rate = self.reference_rate if judged[d] else 0.0  # unjudged: keep the reference
+                    ref = (1 - rate) * refs_old[t] + rate * refs_new[d]
                     refs_new[d] = ref / max(float(np.linalg.norm(ref)), 1e-6)
         new = ids < 0
         ids[new] = np.arange(self._next_id, self._next_id + int(new.sum()), dtype=np.int64)

@@ -159,14 +159,11 @@ def test_the_window_shows_an_open_that_hangs_as_an_error_and_keeps_the_remembere
     wait_frames(qtbot, window, 1)
     window.open_file(silent_pipe)
     qtbot.waitUntil(lambda: window.message_label.is_error(), timeout=10_000)
-    assert window.message() == f"{silent_pipe}: delivered no frame within 0.5 s (a camera or pipe with nothing to read?)"
+    assert window.message() == f"{silent_pipe}: delivered no data within 0.5 s (a pipe nobody writes to?)"
     assert load_settings(open_qsettings()).source == "sample"
     assert window.play_action.isEnabled() and not window.is_running()  # ready for the next source
 
 
-@pytest.mark.xfail(strict=True, reason="engine: while OpenCV's FFmpeg open of a silent pipe blocks (after "
-                   "open_source gave up on it), it holds a process-wide lock and no other video opens; "
-                   "engine/sources.py should wait for the pipe's first bytes before handing it to OpenCV")
 def test_after_an_open_that_hangs_the_sample_still_plays(make_window, qtbot, silent_pipe):
     window = make_window(source="sample", opener=functools.partial(open_source, timeout_s=0.5))
     wait_frames(qtbot, window, 1)

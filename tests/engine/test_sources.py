@@ -95,7 +95,8 @@ def test_folder_yields_images_in_name_order_and_skips_unreadable_ones(tmp_path, 
         assert src.frame_count == 4  # candidates by suffix; the broken one is found when read
         frames = list(src)
     assert [Path(f.source_id).name for f in frames] == ["a.png", "b.jpg", "c.png"]
-    assert [f.index for f in frames] == [0, 1, 2]
+    assert [f.index for f in frames] == [0, 1, 3]  # each its place in the folder: the broken one shifts none
+    assert all(f.still for f in frames) and src.unreadable == [tmp_path / "broken.jpg"]
     assert [int(f.image_bgr[5, 5, 0]) for f in (frames[0], frames[2])] == [0, 200]
     assert len(src.warnings) == 1 and "broken.jpg: not a readable image, skipped" in src.warnings[0]
 
