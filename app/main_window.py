@@ -30,7 +30,7 @@ from app.video_view import VideoView
 from app.worker import BackgroundCall, PipelineWorker, ShownFrame, SourceInfo, WorkerThread
 from engine.assets import default_model_path
 from engine.detect import DEFAULT_MIN_FACE, DETECTOR_TITLES
-from engine.pipeline import Pipeline, PipelineConfig
+from engine.pipeline import EndReason, Pipeline, PipelineConfig, RunOutcome
 from engine.sources import CameraInfo, Source, open_source
 
 DETECT_EVERY = (1, 2, 3, 5)
@@ -60,6 +60,14 @@ def _record_icon() -> QIcon:
 
 def short_provider(provider: str) -> str:
     return provider.replace("ExecutionProvider", "")
+
+
+def _skipped_text(outcome: RunOutcome) -> str:
+    """'; <first problem> (and N more)' for what the source skipped (unreadable photos)."""
+    if not outcome.warnings:
+        return ""
+    more = f" (and {len(outcome.warnings) - 1} more)" if len(outcome.warnings) > 1 else ""
+    return f"; {outcome.warnings[0]}{more}"
 
 
 class MainWindow(QMainWindow):
@@ -406,14 +414,14 @@ class MainWindow(QMainWindow):
         if self._is_current(self.sender()):
             self.show_error("Playback stopped", why)
 
-    def _run_finished(self, reason: str) -> None:
+    def _run_finished(self, outcome: RunOutcome) -> None:
         worker = self.sender()
         if self._is_current(worker):
             self._run.thread.wait(2000)
-            if reason.startswith("end of "):
-                self.show_message(f"Finished: {reason}")
-            elif reason != "stopped" and not self.message_label.is_error():
-                self.show_error("Playback ended", reason)  # e.g. a truncated file, a camera unplugged
+            if outcome.reason is EndReason.FINISHED:
+                self.show_message(f"Finished: end of {outcome.source_id}" + _skipped_text(outcome))
+            elif outcome.reason is not EndReason.STOPPED and not self.message_label.is_error():
+                self.show_error("Playback ended", outcome.detail or outcome.source_id)  # a truncated file, ...
             self._retired.append(self._run)
             self._run = None
         # the run's last signal has arrived: now it can be freed

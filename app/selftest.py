@@ -19,7 +19,7 @@ import numpy as np
 
 from app.errors import PROG, error_sentence
 from engine.assets import default_model_path, sample_video_path
-from engine.pipeline import Pipeline, PipelineConfig
+from engine.pipeline import EndReason, Pipeline, PipelineConfig
 from engine.render import Renderer
 from engine.sources import open_source
 from engine.types import FrameResult
@@ -94,7 +94,8 @@ def run_self_test(model_path: Path | None = None, backend: str = "auto", frames:
     n = face_frames = faces = 0
     rendered = None
     t0 = time.perf_counter()
-    with contextlib.closing(pipeline.run(open_source(source), live=False)) as results:
+    run = pipeline.run(open_source(source), live=False)
+    with contextlib.closing(run) as results:
         for result in results:
             check_labels(result, pipeline.spec)
             image = renderer(result.frame.image_bgr, result.faces, pipeline.spec)
@@ -106,8 +107,8 @@ def run_self_test(model_path: Path | None = None, backend: str = "auto", frames:
             if n >= frames:
                 break
     seconds = time.perf_counter() - t0
-    if pipeline.last_end_reason:
-        raise SelfTestFailure(pipeline.last_end_reason)
+    if run.outcome is not None and run.outcome.reason is EndReason.TRUNCATED:
+        raise SelfTestFailure(run.outcome.detail)
     if n == 0:
         raise SelfTestFailure(f"{source}: no frames decoded")
     if n < frames and n < 10:

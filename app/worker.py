@@ -37,7 +37,7 @@ import numpy as np
 from PySide6.QtCore import QObject, Qt, QThread, Signal, Slot
 
 from app.errors import error_sentence
-from engine.pipeline import Pipeline
+from engine.pipeline import EndReason, Pipeline, RunOutcome
 from engine.render import Renderer
 from engine.sources import Source, SourceError, open_source
 from engine.types import FrameResult
@@ -77,7 +77,7 @@ class PipelineWorker(QObject):
     result = Signal(object)  # ShownFrame
     error = Signal(str)  # one sentence; the run ends after it
     recording = Signal(str, str)  # ('started' | 'saved' | 'failed', path or sentence)
-    finished = Signal(str)  # why the run ended: 'stopped', 'end of <source>', or the error
+    finished = Signal(object)  # RunOutcome: how the run ended (a value, never a message to parse)
 
     def __init__(self, pipeline: Pipeline, source_spec, loop: bool = False, pace: bool = True,
                  renderer: Renderer | None = None,
@@ -137,17 +137,18 @@ class PipelineWorker(QObject):
 
     @Slot()
     def run(self) -> None:
-        reason = "stopped"
+        outcome = RunOutcome(EndReason.STOPPED, str(self.source_spec), 0)
         try:
-            reason = self._play()
+            outcome = self._play()
         except Exception as e:  # noqa: BLE001 - any failure becomes one sentence, the UI lives on
-            reason = error_sentence(e)
-            self.error.emit(reason)
+            why = error_sentence(e)
+            outcome = RunOutcome(EndReason.FAILED, str(self.source_spec), 0, why)
+            self.error.emit(why)
         finally:
             with self._lock:
                 self._record_to = None
                 self._close_writer()
-            self.finished.emit(reason)
+            self.finished.emit(outcome)
 
     def _open(self) -> Source | None:
         """The opened source, or None when stopped first.
@@ -193,10 +194,10 @@ class PipelineWorker(QObject):
             return None
         return value
 
-    def _play(self) -> str:
+    def _play(self) -> RunOutcome:
         source = self._open()
         if source is None:
-            return "stopped"
+            return RunOutcome(EndReason.STOPPED, str(self.source_spec), 0)
         try:
             info = SourceInfo(source.source_id, source.is_live, source.fps, tuple(source.size_wh),
                               source.frame_count)
@@ -205,7 +206,8 @@ class PipelineWorker(QObject):
             pace = self.pace and not source.is_live
             spec = self.pipeline.spec
             clock: tuple[float, float] | None = None  # (wall time, media time) of the pacing origin
-            with contextlib.closing(self.pipeline.run(source, stop=self._stop)) as results:
+            run = self.pipeline.run(source, stop=self._stop)
+            with contextlib.closing(run) as results:
                 for result in results:
                     if self.paused:
                         self._resume.wait()
@@ -219,14 +221,9 @@ class PipelineWorker(QObject):
                     self._emit(result, image_bgr)
         finally:
             source.close()  # the pipeline closes it too; closing twice is harmless
-        if self._stop.is_set():
-            return "stopped"
-        why = self.pipeline.last_end_reason
-        if why:
-            return why
-        skipped = self.pipeline.last_warnings  # e.g. unreadable images of a folder
-        more = f" (and {len(skipped) - 1} more)" if len(skipped) > 1 else ""
-        return f"end of {info.source_id}" + (f"; {skipped[0]}{more}" if skipped else "")
+        if self._stop.is_set() or run.outcome is None:
+            return RunOutcome(EndReason.STOPPED, info.source_id, 0)
+        return run.outcome
 
     def _wait_for_media_time(self, clock, media_s: float):
         now = time.monotonic()

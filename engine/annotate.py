@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
 from engine.modelspec import ModelSpec
-from engine.pipeline import Pipeline, PipelineConfig
+from engine.pipeline import EndReason, Pipeline, PipelineConfig
 from engine.render import Renderer
 from engine.sources import ImageSource, SourceError, open_source
 from engine.types import FrameResult
@@ -138,7 +138,7 @@ def annotate_file(input_path: str | Path, out_dir: str | Path, config: PipelineC
     error = None
     interrupted = False
     outputs: list[Path] = []
-    started = False
+    end_reason = None
 
     def on_frame(result: FrameResult) -> None:
         counts["frames"] += 1
@@ -152,10 +152,10 @@ def annotate_file(input_path: str | Path, out_dir: str | Path, config: PipelineC
         except OSError as e:
             raise WriteError(f"{out_dir}: cannot create the output folder ({e.strerror or e})") from e
         sinks = _open_sinks(source, input_path, paths, pipeline.spec, video, jsonl, csv)
-        started = True
-        results = pipeline.run(source, live=False)
-        with contextlib.closing(results):  # joins the capture thread even if a sink fails
-            render_and_write(results, sinks, renderer if video else None, pipeline.spec, on_frame)
+        run = pipeline.run(source, live=False)
+        with contextlib.closing(run):  # joins the capture thread even if a sink fails
+            render_and_write(run, sinks, renderer if video else None, pipeline.spec, on_frame)
+        end_reason = run.outcome.detail if run.outcome.reason is EndReason.TRUNCATED else None
         outputs, error = _close_all(sinks)
         sinks = []  # closed: nothing left to abort
     except KeyboardInterrupt:
@@ -168,11 +168,10 @@ def annotate_file(input_path: str | Path, out_dir: str | Path, config: PipelineC
         source.close()  # run() closes it too; this covers a failure before run started
     outputs += [p for s in sinks for p in s.abort()]  # sinks left open by an error or Ctrl+C
     unreadable = tuple(getattr(source, "unreadable", ()))
-    end_reason = source.end_reason if started else None
     if error is None and unreadable:
         total = len(getattr(source, "paths", ()))
         names = ", ".join(p.name for p in unreadable)
         error = f"{input_path}: {len(unreadable)} of {total} images could not be read ({names})"
     return AnnotateSummary(
         input_path, counts["frames"], counts["faces"], time.perf_counter() - t0, outputs, error,
-        end_reason, tuple(source.warnings) if started else (), unreadable, interrupted)
+        end_reason, tuple(source.warnings), unreadable, interrupted)

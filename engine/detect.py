@@ -29,6 +29,7 @@ from engine.types import Faces
 DEFAULT_MIN_FACE = 40  # px: the smallest face (detector box width) found by default
 STILL_PAD = 0.2  # border added around stills, as a fraction of the longer side
 _PAD_GREY = (127, 127, 127)
+FILLS = 0.4  # a face at least this part of a photo's shorter side "fills" it
 MAX_UPSCALE = 2.5  # never enlarge a frame more than this (cost grows with its square)
 
 
@@ -125,10 +126,15 @@ class HogDetector(_DlibDetector):
         scale = self.scale_for((w, h))
         boxes, scores = self._run(image_bgr, scale, pad)
         if pad > 0 and scale > 1:
-            # A still is also searched at its own size: a face that fills a photo scores low
-            # once enlarged (one of the 40 tight crops, 0.08, under min_score_enlarged).
+            # A still is also searched at its own size for a face that fills it: such a face
+            # scores low once enlarged (one of the 40 tight crops, 0.08, under
+            # min_score_enlarged). Only faces of at least FILLS of the photo's shorter side
+            # are taken from this pass (smaller ones are the enlarged pass's: here the
+            # astronaut's mission patch scores 0.21).
             more_boxes, more_scores = self._run(image_bgr, 1.0, pad)
-            boxes, scores = nms(np.concatenate([boxes, more_boxes]), np.concatenate([scores, more_scores]))
+            big = (more_boxes[:, 2] - more_boxes[:, 0]) >= FILLS * min(h, w)
+            boxes, scores = nms(np.concatenate([boxes, more_boxes[big]]),
+                                np.concatenate([scores, more_scores[big]]))
         return Faces.from_boxes(boxes, scores)
 
     def _run(self, image_bgr: np.ndarray, scale: float, pad: float) -> tuple[np.ndarray, np.ndarray]:

@@ -23,6 +23,7 @@ went quiet) ends the run with a :class:`SourceError` after ``stall_timeout_s``.
 from __future__ import annotations
 
 import dataclasses
+import enum
 import queue
 import threading
 import time
@@ -75,8 +76,6 @@ class Pipeline:
         self.tracker = IouTracker()
         self.smoother = TaskSmoother(config.smoothing, model.spec)
         self.cuts = ShotCutDetector()
-        self.last_end_reason: str | None = None  # why the last run's source stopped early
-        self.last_warnings: list[str] = []  # what the last run's source skipped over
         self._since_detect = 0
         self._first = True  # the next frame starts a scene
 
@@ -157,32 +156,36 @@ class Pipeline:
     # -- a stream ----------------------------------------------------------------------
 
     def run(self, source: Source, live: bool | None = None,
-            stop: threading.Event | None = None) -> Iterator[FrameResult]:
-        """Results for ``source``'s frames, as a generator; closes ``source`` when done.
+            stop: threading.Event | None = None) -> "PipelineRun":
+        """Results for ``source``'s frames, as an iterator; closes ``source`` when done.
 
         ``live`` defaults to ``source.is_live``. A file run live is paced at its own frame
         rate (as if a camera were filming it). Stops when the source ends, when ``stop`` is
-        set, or when the generator is closed; in every case the capture thread is joined
-        and the source closed before the generator returns (a read hung for longer than
-        CAPTURE_JOIN_S is left to its thread, which closes the source when the read
-        returns). Tracks start afresh (:meth:`reset`); one run at a time. Each result's ``timings_ms``
-        carries 'latency': ms from the frame leaving the source to its result being ready.
+        set, or when the run is closed; in every case the capture thread is joined and the
+        source closed before iteration ends (a read hung for longer than CAPTURE_JOIN_S is
+        left to its thread, which closes the source when the read returns). Tracks start
+        afresh (:meth:`reset`); one run at a time. Each result's ``timings_ms`` carries
+        'latency': ms from the frame leaving the source to its result being ready.
         Read errors, and a source silent for ``stall_timeout_s``, are raised as
-        :class:`SourceError`; why the source stopped early is in
-        :attr:`last_end_reason` afterwards.
+        :class:`SourceError`. How the run ended is the returned run's ``outcome``.
         """
+        run = PipelineRun(source.source_id)
+        run._frames = self._frames(source, live, stop or threading.Event(), run)
+        return run
+
+    def _frames(self, source: Source, live: bool | None, stop: threading.Event,
+                run: "PipelineRun") -> Iterator[FrameResult]:
         live = source.is_live if live is None else live
-        stop = stop or threading.Event()
         box: _Mailbox | _Queue = _Mailbox() if live else _Queue(FILE_QUEUE_FRAMES)
         pace = live and not source.is_live
-        self.last_end_reason = None
-        self.last_warnings = []
         self.reset()
         thread = threading.Thread(target=_capture, args=(source, box, pace), name="faceattr-capture",
                                   daemon=True)
         thread.start()
         stall_s = self.config.stall_timeout_s
         join_s = CAPTURE_JOIN_S
+        frames = 0
+        reason, detail = EndReason.STOPPED, None
         try:
             waiting_since = time.monotonic()
             while not stop.is_set():
@@ -195,21 +198,70 @@ class Pipeline:
                                           f"(none for {waited:.0f} s)")
                     continue
                 if item is _END:
+                    reason = EndReason.FINISHED
                     break
                 if isinstance(item, BaseException):
                     raise item
                 frame, t_captured, dropped = item
                 result = self.process(frame)
                 timings = {**result.timings_ms, "latency": _ms(t_captured)}
+                frames += 1
                 yield dataclasses.replace(result, timings_ms=timings, dropped_frames=dropped)
                 waiting_since = time.monotonic()
+        except SourceError as e:
+            reason, detail = EndReason.FAILED, str(e)
+            raise
         finally:
             box.close()
             thread.join(join_s)
             if not thread.is_alive():  # else a read hangs: the thread closes the source when it returns
                 source.close()
-            self.last_end_reason = source.end_reason
-            self.last_warnings = list(source.warnings)
+            if reason is EndReason.FINISHED and source.end_reason:
+                reason, detail = EndReason.TRUNCATED, source.end_reason
+            run.outcome = RunOutcome(reason, source.source_id, frames, detail, tuple(source.warnings),
+                                     tuple(getattr(source, "unreadable", ())))
+
+
+class EndReason(enum.Enum):
+    FINISHED = "finished"  # the source ended (the last frame of a file, folder or image)
+    STOPPED = "stopped"  # the consumer stopped or closed the run
+    TRUNCATED = "truncated"  # the source ended early (a damaged file, a camera unplugged)
+    FAILED = "failed"  # reading failed or the source went silent (the SourceError was raised)
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    """How a run ended, as values: the CLI, the GUI worker and the self-test read these."""
+
+    reason: EndReason
+    source_id: str
+    frames: int
+    detail: str | None = None  # the sentence for TRUNCATED / FAILED
+    warnings: tuple[str, ...] = ()  # what the source skipped over (unreadable images)
+    unreadable: tuple[Path, ...] = ()  # images of a folder that could not be read
+
+
+class PipelineRun:
+    """The results of one :meth:`Pipeline.run`, in order; ``outcome`` is set once it ends.
+
+    Iterate it once; :meth:`close` (or ``contextlib.closing``) ends it early and joins the
+    capture thread."""
+
+    def __init__(self, source_id: str) -> None:
+        self.source_id = source_id
+        self.outcome: RunOutcome | None = None
+        self._frames: Iterator[FrameResult] = iter(())
+
+    def __iter__(self) -> "PipelineRun":
+        return self
+
+    def __next__(self) -> FrameResult:
+        return next(self._frames)
+
+    def close(self) -> None:
+        self._frames.close()
+        if self.outcome is None:  # closed before it started
+            self.outcome = RunOutcome(EndReason.STOPPED, self.source_id, 0)
 
 
 def _judgeable(signatures: np.ndarray, faces: Faces, size_wh: tuple[int, int]) -> np.ndarray:

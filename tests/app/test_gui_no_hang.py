@@ -22,7 +22,7 @@ from PySide6.QtCore import QSettings
 
 from app.settings import load_settings, open_qsettings
 from app.worker import PipelineWorker, WorkerThread, wait_for_threads
-from engine.pipeline import Pipeline, PipelineConfig
+from engine.pipeline import EndReason, Pipeline, PipelineConfig
 from engine.sources import Source, open_source
 from engine.types import Frame
 from tests.app.conftest import wait_frames
@@ -96,7 +96,7 @@ def test_a_source_that_stops_delivering_frames_ends_the_run_with_one_sentence(qt
     results, errors, reason = run_worker(qtbot, PipelineWorker(stall_pipeline, "camera:Stuck", opener=stuck_opener))
     assert len(results) == 3
     assert len(errors) == 1 and errors[0].startswith(f"{STUCK_ID}: stopped delivering frames (none for ")
-    assert reason == errors
+    assert [(o.reason, o.detail) for o in reason] == [(EndReason.FAILED, errors[0])]
 
 
 def test_an_open_that_hangs_is_given_up_after_the_open_timeout(qtbot, stall_pipeline, silent_pipe):
@@ -105,7 +105,7 @@ def test_an_open_that_hangs_is_given_up_after_the_open_timeout(qtbot, stall_pipe
     results, errors, _ = run_worker(qtbot, PipelineWorker(stall_pipeline, silent_pipe, opener=opener))
     assert time.monotonic() - t0 < 3
     assert results == []
-    assert errors == [f"{silent_pipe}: delivered no frame within 0.3 s (a camera or pipe with nothing to read?)"]
+    assert errors == [f"{silent_pipe}: delivered no data within 0.3 s (a pipe nobody writes to?)"]
 
 
 def test_an_opener_without_a_timeout_of_its_own_is_given_up_by_the_worker(qtbot, stall_pipeline, short_clip):
@@ -133,7 +133,7 @@ def test_stopping_never_waits_for_an_open_that_hangs(qtbot, stall_pipeline, sile
         t0 = time.monotonic()
         assert run.stop(timeout_s=5)
         stopped_in = time.monotonic() - t0
-    assert stopped_in < 1.0 and finished.args == ["stopped"]
+    assert stopped_in < 1.0 and [o.reason for o in finished.args] == [EndReason.STOPPED]
 
 
 # -- the window ---------------------------------------------------------------------------

@@ -7,7 +7,7 @@ import time
 import pytest
 
 from app.worker import PipelineWorker, WorkerThread
-from engine.pipeline import Pipeline, PipelineConfig
+from engine.pipeline import EndReason, Pipeline, PipelineConfig
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +37,8 @@ def test_file_mode_shows_every_frame_in_order_at_the_files_speed(qtbot, fast_pip
     with qtbot.waitSignal(worker.finished, timeout=30_000) as finished:
         run.start()
     assert run.stop()
-    assert finished.args == [f"end of {short_clip}"]
+    (outcome,) = finished.args  # a value, not a message to parse
+    assert (outcome.reason, outcome.source_id, outcome.frames) == (EndReason.FINISHED, str(short_clip), 30)
     assert [index for _, index, _ in seen] == list(range(30))
     wall = seen[-1][0] - seen[0][0]
     media = seen[-1][2] - seen[0][2]
@@ -53,7 +54,7 @@ def test_a_bad_source_is_reported_as_a_signal_not_raised(qtbot, fast_pipeline, t
         run.start()
     assert run.stop()
     assert errors and errors[0].startswith(f"{text_named_mp4}: not a readable video")
-    assert finished.args == errors
+    assert [(o.reason, o.detail) for o in finished.args] == [(EndReason.FAILED, errors[0])]
 
 
 def test_stop_ends_a_looping_source_and_joins_the_thread(qtbot, fast_pipeline, short_clip):
@@ -64,7 +65,7 @@ def test_stop_ends_a_looping_source_and_joins_the_thread(qtbot, fast_pipeline, s
     qtbot.waitUntil(lambda: len(seen) >= 3, timeout=10_000)
     with qtbot.waitSignal(worker.finished, timeout=10_000) as finished:
         assert run.stop()
-    assert finished.args == ["stopped"] and not run.is_running()
+    assert [o.reason for o in finished.args] == [EndReason.STOPPED] and not run.is_running()
 
 
 def test_emitting_frames_keeps_the_interpreter_alive_over_long_runs(qtbot):

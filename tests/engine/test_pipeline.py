@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from engine import assets
-from engine.pipeline import FILE_QUEUE_FRAMES, Pipeline, PipelineConfig
+from engine.pipeline import FILE_QUEUE_FRAMES, EndReason, Pipeline, PipelineConfig, RunOutcome
 from engine.sources import Source, SourceError, open_source
 from engine.types import Frame
 from tests.engine.scenes import centre_inside, make_scene, scene_frames
@@ -75,7 +75,8 @@ def test_process_finds_the_astronaut_and_times_every_stage(pipeline, astronaut_b
 
 
 def test_file_mode_keeps_every_frame_in_order_and_finds_the_faces_where_they_are(pipeline, scene):
-    results = list(pipeline.run(open_source(scene.path)))
+    run = pipeline.run(open_source(scene.path))
+    results = list(run)
     assert [r.frame.index for r in results] == list(range(scene.frames))
     assert all(r.dropped_frames == 0 for r in results)
     for r in results:
@@ -87,7 +88,7 @@ def test_file_mode_keeps_every_frame_in_order_and_finds_the_faces_where_they_are
         assert r.timings_ms["latency"] >= r.timings_ms["total"] * 0.99
     ids_per_frame = {tuple(sorted(r.faces.track_id.tolist())) for r in results}
     assert len(ids_per_frame) == 1  # the same two ids from the first frame to the last
-    assert pipeline.last_end_reason is None
+    assert run.outcome == RunOutcome(EndReason.FINISHED, str(scene.path), scene.frames)
 
 
 def test_ids_follow_each_photo(pipeline, scene):
@@ -236,9 +237,11 @@ def test_truncated_file_ends_the_run_and_the_reason_is_kept(pipeline, tmp_path, 
     cut = tmp_path / "cut.mp4"
     data = whole.read_bytes()
     cut.write_bytes(data[: len(data) // 2])
-    results = list(pipeline.run(open_source(cut)))
+    run = pipeline.run(open_source(cut))
+    results = list(run)
     assert 0 < len(results) < scene.frames
-    assert pipeline.last_end_reason.startswith(f"{cut}: ended early at frame {len(results)} of {scene.frames}")
+    assert run.outcome.reason is EndReason.TRUNCATED and run.outcome.frames == len(results)
+    assert run.outcome.detail.startswith(f"{cut}: ended early at frame {len(results)} of {scene.frames}")
 
 
 def _iou(a, b) -> float:
