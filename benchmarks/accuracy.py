@@ -32,6 +32,7 @@ from benchmarks.peers import (CYDRAL, LEVI, LEVI_AGE_RANGES, LEVI_ALIGNED_PADDIN
                               levi_age_estimates, levi_aligned_chips)
 from benchmarks.standin import choose_model
 from engine.align import Aligner
+from engine.tasks import task_kind
 from engine.model import FaceAttrModel, ModelLoadError
 
 QUICK_IMAGES = 50
@@ -68,11 +69,12 @@ def faceattr_predictions(model: FaceAttrModel, chips_rgb: np.ndarray, batch: int
     for start in range(0, n, batch):
         decoded = model.decode(model.predict_raw(np.ascontiguousarray(chips_rgb[start:start + batch])))
         sl = slice(start, start + batch)
-        if "age" in names and names["age"].kind in ("regression", "expectation"):
+        age = names.get("age")
+        if age is not None and not task_kind(age.kind).label_index and not task_kind(age.kind).has_points:
             pred.age[sl] = decoded["age"].value
         for task, labels_ref, out in (("gender", GENDERS, pred.gender), ("race", RACES, pred.race)):
             spec = names.get(task)
-            if spec is None or spec.kind not in ("binary", "multiclass"):
+            if spec is None or not task_kind(spec.kind).label_index:
                 continue
             idx = decoded[task].value.astype(int)
             out[sl] = [labels_ref.index(spec.labels[i]) if spec.labels[i] in labels_ref else -1 for i in idx]

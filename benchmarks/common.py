@@ -207,7 +207,7 @@ def face_crops(limit: int = 12) -> tuple[list[np.ndarray], str]:
     """
     from engine.detect import HogDetector
 
-    detector = HogDetector(upsample=0, max_width=None)
+    detector = HogDetector(upsample=0, min_face=HogDetector.native_min_face_px)
     images: list[np.ndarray] = []
     sd = shared_dir()
     folder = sd / "data" / "faces-pd" if sd else None

@@ -23,7 +23,7 @@ from engine.model import FaceAttrModel
 
 def faces_and_chips(crops: list[np.ndarray], aligner: Aligner):
     """For each crop: the HOG box, FaceAttr's chip and landmarks (one face per crop)."""
-    detector = HogDetector(upsample=0, max_width=None)
+    detector = HogDetector(upsample=0, min_face=HogDetector.native_min_face_px)
     images, boxes, chips, landmarks = [], [], [], []
     for crop in crops:
         crop = cv2.resize(crop, (300, 300), interpolation=cv2.INTER_AREA)  # one size: stackable
@@ -121,7 +121,7 @@ def spinning_check(model_path: Path, input_name: str, chips: np.ndarray, frame_b
 
     from engine.detect import HogDetector
 
-    hog = HogDetector(upsample=0, max_width=None)
+    hog = HogDetector(upsample=0, min_face=HogDetector.native_min_face_px)
     batch = np.ascontiguousarray(chips[np.arange(4) % len(chips)])
     out = {}
     for name, n_threads, spin in ((f"{threads} threads, spinning (ORT default)", threads, "1"),

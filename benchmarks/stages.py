@@ -81,8 +81,8 @@ def measure_stages(model: FaceAttrModel, crops: list[np.ndarray], plan: StagePla
     watch = LoadWatch()
     aligner = Aligner.create(model.spec.alignment.chip_size, model.spec.alignment.padding)
     renderer = Renderer()
-    hog = {u: HogDetector(upsample=u, max_width=None) for u in (0, 1)}
-    cnn = CnnDetector(upsample=0, max_width=None) if plan.cnn else None
+    hog = {u: HogDetector(upsample=u, min_face=HogDetector.native_min_face_px) for u in (0, 1)}
+    cnn = CnnDetector(upsample=0, min_face=CnnDetector.native_min_face_px) if plan.cnn else None
     rows = []
     for size_wh in plan.resolutions:
         for n in plan.face_counts:
@@ -117,5 +117,5 @@ def measure_stages(model: FaceAttrModel, crops: list[np.ndarray], plan: StagePla
             rows.append(row)
             log(f"  stages {size_wh[0]}x{size_wh[1]} {n} faces (found {found}): "
                 + ", ".join(f"{k} {v['median_ms']:.1f}" for k, v in stages.items()) + " ms")
-    return {"rows": rows, "detectors_full_frame": "HOG and CNN run on the full frame here (max_width off); "
-            "the live section measures the downscaled detect_max_width settings", **watch.done()}
+    return {"rows": rows, "detectors_full_frame": "HOG and CNN run on the frame as it is here (scale 1); "
+            "the live section measures the min_face settings (the detection scale)", **watch.done()}

@@ -67,3 +67,30 @@ class Aligner:
     def __call__(self, image_bgr: np.ndarray, faces: Faces) -> tuple[Faces, np.ndarray]:
         chips, landmarks_xy = align_chips(image_bgr, faces.xyxy, self.predictor, self.size, self.padding)
         return faces.replace(landmarks_xy=landmarks_xy), chips
+
+
+def chip_to_frame_affines(landmarks_xy: np.ndarray, size: int, padding: float) -> np.ndarray:
+    """[N, 2, 3] affine maps from chip pixels to frame pixels, as dlib places each chip.
+
+    dlib's ``get_face_chip_details`` turns the 5 landmarks into a rotated rectangle; its
+    ``get_mapping_to_chip`` maps the rectangle's corners tl, tr, br to chip pixels
+    (0, 0), (cols-1, 0), (cols-1, rows-1). We solve the inverse of that mapping.
+    """
+    n = len(landmarks_xy)
+    out = np.empty((n, 2, 3), np.float32)
+    for i, pts in enumerate(np.asarray(landmarks_xy, np.float64)):
+        x0, y0 = pts.min(axis=0)
+        x1, y1 = pts.max(axis=0)
+        det = dlib.full_object_detection(
+            dlib.rectangle(int(x0), int(y0), int(x1), int(y1)),
+            [dlib.point(int(round(x)), int(round(y))) for x, y in pts])
+        d = dlib.get_face_chip_details(det, size=size, padding=padding)
+        r = d.rect
+        c = np.array([(r.left() + r.right()) / 2.0, (r.top() + r.bottom()) / 2.0])
+        cos, sin = np.cos(d.angle), np.sin(d.angle)
+        rot = np.array([[cos, -sin], [sin, cos]])
+        corners = np.array([[r.left(), r.top()], [r.right(), r.top()], [r.right(), r.bottom()]])
+        frame_pts = (corners - c) @ rot.T + c
+        chip_pts = np.array([[0, 0, 1], [d.cols - 1, 0, 1], [d.cols - 1, d.rows - 1, 1]], np.float64)
+        out[i] = np.linalg.solve(chip_pts, frame_pts).T
+    return out

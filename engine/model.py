@@ -7,38 +7,27 @@ The file carries its own description (``engine.modelspec``, ONNX metadata key
 ``faceattr``); everything task-specific (labels, bins, units) comes from it, so a model
 with different tasks needs no code change. See ARCHITECTURE.md, "Model contract".
 
-Back-ends are ONNX Runtime execution providers: ``auto`` tries TensorRT (FP16, engine
-cache on disk) -> CUDA -> CPU with whatever this onnxruntime build offers and records
-why it skipped a GPU in ``notes``; a GPU back-end named explicitly is never silently
-replaced by another (:class:`BackendUnavailableError`).
+Back-ends and their order are ``engine.providers``; decoding each task's output is its
+kind's (``engine.tasks``); where each chip lies in the frame is ``engine.align``.
 """
 from __future__ import annotations
 
-import os
 import re
-import sys
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
 
+from engine.align import chip_to_frame_affines
 from engine.modelspec import METADATA_KEY, ModelDescriptionError, ModelSpec, TaskSpec
+from engine.providers import (_BACKEND_NAME, _PROVIDER, BACKENDS, BackendUnavailableError, _Plan,  # noqa: F401
+                              _plan_providers, available_providers, default_trt_cache_dir)
+from engine.tasks import format_value, task_kind  # noqa: F401 - format_value: the labels' text
 from engine.types import Faces, TaskPrediction
 
-BACKENDS = ("auto", "tensorrt", "cuda", "cpu")
-_PROVIDER = {
-    "tensorrt": "TensorrtExecutionProvider",
-    "cuda": "CUDAExecutionProvider",
-    "cpu": "CPUExecutionProvider",
-}
-_BACKEND_NAME = {"tensorrt": "TensorRT", "cuda": "CUDA", "cpu": "CPU"}
-_UNIT_SHORT = {"years": "y", "year": "y"}
 _FLOAT_TYPES = ("tensor(float)", "tensor(float16)", "tensor(double)")
-
-
-class BackendUnavailableError(RuntimeError):
-    """A GPU back-end was asked for by name and this machine/onnxruntime cannot provide it."""
 
 
 class ModelLoadError(ValueError):
@@ -47,70 +36,6 @@ class ModelLoadError(ValueError):
 
 class ModelFileDescriptionError(ModelLoadError, ModelDescriptionError):
     """The file's FaceAttr description is missing or invalid (catch either parent)."""
-
-
-def available_providers() -> list[str]:
-    """ONNX Runtime execution providers this installation offers, in its preference order."""
-    return list(ort.get_available_providers())
-
-
-def default_trt_cache_dir() -> Path:
-    """Where TensorRT engines are cached between runs (building one takes a while)."""
-    if sys.platform == "win32" and os.environ.get("LOCALAPPDATA"):
-        base = Path(os.environ["LOCALAPPDATA"])
-    else:
-        base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return base / "faceattr" / "trt"
-
-
-@dataclass(frozen=True)
-class _Plan:
-    """Providers to hand to ONNX Runtime, and what was skipped on the way (notes)."""
-
-    providers: tuple  # names or (name, options) pairs
-    wanted: str  # provider expected first
-    notes: tuple[str, ...]
-
-
-def _plan_providers(backend: str, offered: list[str], trt_cache_dir: Path | None) -> _Plan:
-    if backend not in BACKENDS:
-        raise BackendUnavailableError(f"unknown backend '{backend}' (choose from: {', '.join(BACKENDS)})")
-    if backend in ("tensorrt", "cuda") and _PROVIDER[backend] not in offered:
-        raise BackendUnavailableError(
-            f"the {_BACKEND_NAME[backend]} backend was requested but this onnxruntime has no "
-            f"{_PROVIDER[backend]} (it offers: {', '.join(offered)}); install the 'gpu' extra "
-            "(onnxruntime-gpu) or choose --backend cpu")
-    if backend == "cpu":
-        chain = ["cpu"]
-    elif backend == "cuda":
-        chain = ["cuda", "cpu"]
-    elif backend == "tensorrt":
-        chain = ["tensorrt"] + (["cuda"] if _PROVIDER["cuda"] in offered else []) + ["cpu"]
-    else:
-        chain = [b for b in ("tensorrt", "cuda") if _PROVIDER[b] in offered] + ["cpu"]
-    notes: list[str] = []
-    if backend == "auto":
-        missing = [b for b in ("tensorrt", "cuda") if b not in chain]
-        if missing:
-            names = " and ".join(_BACKEND_NAME[b] for b in missing)
-            provs = " or ".join(_PROVIDER[b] for b in missing)
-            notes.append(f"{names} not available (onnxruntime has no {provs}); "
-                         f"using {_BACKEND_NAME[chain[0]]}")
-    providers: list = []
-    for b in chain:
-        if b == "tensorrt":
-            cache = Path(trt_cache_dir) if trt_cache_dir else default_trt_cache_dir()
-            options = {"trt_fp16_enable": True}
-            try:
-                cache.mkdir(parents=True, exist_ok=True)
-                options.update(trt_engine_cache_enable=True, trt_engine_cache_path=str(cache),
-                               trt_timing_cache_enable=True, trt_timing_cache_path=str(cache))
-            except OSError as e:
-                notes.append(f"TensorRT engine cache disabled: cannot create {cache} ({e.strerror})")
-            providers.append((_PROVIDER[b], options))
-        else:
-            providers.append(_PROVIDER[b])
-    return _Plan(tuple(providers), _PROVIDER[chain[0]], tuple(notes))
 
 
 def _ort_reason(error: Exception) -> str:
@@ -131,19 +56,41 @@ def _open_session(path: Path, plan: _Plan, options: ort.SessionOptions) -> ort.I
         raise ModelLoadError(f"{path}: ONNX Runtime cannot load this model ({reason})") from e
 
 
+PRECISIONS = ("auto", "int8", "fp32")
+
+
+def int8_sibling(path: Path) -> Path:
+    """Where ``python -m training.quantize`` puts the INT8 model of float ``path``: ``<stem>.int8.onnx``
+    (an INT8 file is its own sibling)."""
+    return path if path.name.endswith(".int8.onnx") else path.with_name(f"{path.stem}.int8.onnx")
+
+
+def _int8_stale(int8_spec: ModelSpec, float_path: Path) -> str | None:
+    """Why an INT8 file does not belong to ``float_path`` (None: it was quantized from it).
+
+    ``training.quantize`` records the float file's SHA-256; after a new default model is exported
+    the old INT8 sibling must not silently keep serving the previous network."""
+    import hashlib
+
+    want = int8_spec.training.get("source_sha256")
+    if not want:
+        return f"its description does not say it was quantized from {float_path.name}"
+    h = hashlib.sha256()
+    with float_path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    if h.hexdigest() != want:
+        return f"it was quantized from another version of {float_path.name} (SHA-256 differs)"
+    return None
+
+
 def _static(dim) -> int | None:
     return dim if isinstance(dim, int) and dim >= 0 else None
 
 
 def _expected_tail(task: TaskSpec) -> tuple[int, ...]:
     """The per-face output shape the contract asks for (after N)."""
-    if task.kind in ("binary", "regression"):
-        return ()
-    if task.kind == "multiclass":
-        return (len(task.labels),)
-    if task.kind == "expectation":
-        return (len(task.bins),)
-    return (task.points, 2)  # landmarks
+    return task_kind(task.kind).output_tail(task)
 
 
 def _check_output(path: Path, task: TaskSpec, arg, name: str | None = None) -> None:
@@ -179,8 +126,7 @@ class _TaskIO:
     """What decoding one task needs, computed once at load."""
 
     task: TaskSpec
-    spread: str | None  # name of the optional '<task>_spread' output (regression)
-    bins: np.ndarray | None  # expectation bin values, float32
+    extras: tuple[str, ...]  # optional outputs of the task's kind that this graph has
     tail: tuple[int, ...]
 
 
@@ -194,25 +140,33 @@ class FaceAttrModel:
         self.path = path
         self.provider = provider
         self.notes = notes
+        self.precision = "fp32"  # "int8" for a model made by training.quantize (set by load)
         self._input = spec.input.name
         self.batch = _fixed_batch(session, self._input)  # None: any batch size
         outputs = {o.name for o in session.get_outputs()}
         self._io = tuple(
-            _TaskIO(t, f"{t.name}_spread" if t.kind == "regression" and f"{t.name}_spread" in outputs else None,
-                    np.asarray(t.bins, np.float32) if t.kind == "expectation" else None,
-                    _expected_tail(t))
+            _TaskIO(t, tuple(x for x in task_kind(t.kind).optional_outputs(t) if x in outputs), _expected_tail(t))
             for t in spec.tasks)
-        self._output_names = [io.task.name for io in self._io] + [io.spread for io in self._io if io.spread]
-        self._has_landmarks = any(t.kind == "landmarks" for t in spec.tasks)
+        self._output_names = [io.task.name for io in self._io] + [x for io in self._io for x in io.extras]
+        self._has_points = any(task_kind(t.kind).has_points for t in spec.tasks)
 
     def __repr__(self) -> str:
         return f"FaceAttrModel({self.spec.name!r}, path={str(self.path)!r}, provider={self.provider!r})"
 
     @classmethod
     def load(cls, path, backend: str = "auto", trt_cache_dir=None,
-             intra_op_threads: int | None = None) -> "FaceAttrModel":
-        """Open ``path`` on ``backend``; raise ModelLoadError / BackendUnavailableError with the reason."""
+             intra_op_threads: int | None = None, precision: str = "auto") -> "FaceAttrModel":
+        """Open ``path`` on ``backend``; raise ModelLoadError / BackendUnavailableError with the reason.
+
+        ``precision``: ``fp32`` runs ``path`` itself; ``int8`` runs its INT8 sibling
+        (:func:`int8_sibling`, made by ``python -m training.quantize``); ``auto`` runs the sibling
+        when it exists, was quantized from this very file and the provider is the CPU (GPU
+        providers keep the float graph: TensorRT builds its own FP16 engine from it), else
+        ``path``. The file that runs is ``self.path``, its precision ``self.precision``.
+        """
         path = Path(path)
+        if precision not in PRECISIONS:
+            raise ModelLoadError(f"unknown precision '{precision}' (choose from: {', '.join(PRECISIONS)})")
         if not path.exists():
             raise ModelLoadError(f"{path}: model file not found")
         if not path.is_file():
@@ -228,15 +182,30 @@ class FaceAttrModel:
         options.log_severity_level = 3  # we report provider choices ourselves (notes)
         if intra_op_threads:
             options.intra_op_num_threads = int(intra_op_threads)
-        session = _open_session(path, plan, options)
-        meta = session.get_modelmeta().custom_metadata_map
-        try:
-            spec = ModelSpec.from_json(meta.get(METADATA_KEY), source=str(path))
-        except ModelDescriptionError as e:
-            raise ModelFileDescriptionError(str(e)) from e
+        notes = list(plan.notes)
+        float_path, sibling = path, int8_sibling(path)
+        if precision == "int8" and not sibling.is_file():
+            raise ModelLoadError(f"{sibling}: INT8 model file not found (--precision int8; make it with "
+                                 f"`python -m training.quantize {path} --calib CHIPS`, or use --precision fp32)")
+        if precision == "int8" or (precision == "auto" and sibling.is_file()
+                                   and plan.wanted == "CPUExecutionProvider"):
+            path = sibling
+        session, spec = cls._open_described(path, plan, options)
+        if path != float_path:
+            stale = _int8_stale(spec, float_path)
+            if stale and precision == "int8":
+                raise ModelLoadError(f"{path}: {stale}; rerun `python -m training.quantize {float_path} --calib CHIPS`")
+            if stale:
+                notes.append(f"{path.name} not used: {stale}; running {float_path.name} (fp32)")
+                path = float_path
+                session, spec = cls._open_described(path, plan, options)
+            else:
+                notes.append(f"precision int8: running {path.name} (--precision fp32 runs {float_path.name})")
+        elif precision == "auto" and sibling != float_path and sibling.is_file():
+            notes.append(f"precision fp32 on {plan.wanted.replace('ExecutionProvider', '')}: "
+                         f"{sibling.name} is used on the CPU only")
         cls._check_graph(path, session, spec)
         provider = session.get_providers()[0]
-        notes = list(plan.notes)
         batch = _fixed_batch(session, spec.input.name)
         if batch is not None:
             notes.append(_batch_note(path, batch))
@@ -248,7 +217,18 @@ class FaceAttrModel:
                     f"on this machine (ONNX Runtime fell back to {provider}); check the GPU driver and "
                     "CUDA/TensorRT libraries, or choose --backend cpu")
             notes.append(f"{wanted} failed to start on this machine; using {provider.replace('ExecutionProvider', '')}")
-        return cls(session, spec, path, provider, tuple(notes))
+        model = cls(session, spec, path, provider, tuple(notes))
+        model.precision = "int8" if spec.training.get("precision") == "int8" else "fp32"
+        return model
+
+    @staticmethod
+    def _open_described(path: Path, plan: _Plan, options: ort.SessionOptions) -> tuple[ort.InferenceSession, ModelSpec]:
+        session = _open_session(path, plan, options)
+        meta = session.get_modelmeta().custom_metadata_map
+        try:
+            return session, ModelSpec.from_json(meta.get(METADATA_KEY), source=str(path))
+        except ModelDescriptionError as e:
+            raise ModelFileDescriptionError(str(e)) from e
 
     @staticmethod
     def _check_graph(path: Path, session: ort.InferenceSession, spec: ModelSpec) -> None:
@@ -269,9 +249,9 @@ class FaceAttrModel:
                 raise ModelLoadError(f"{path}: task '{task.name}' has no output of that name in the graph "
                                      f"(outputs: {sorted(outputs)})")
             _check_output(path, task, outputs[task.name])
-            spread = f"{task.name}_spread"
-            if task.kind == "regression" and spread in outputs:
-                _check_output(path, task, outputs[spread], spread)
+            for extra in task_kind(task.kind).optional_outputs(task):  # e.g. '<name>_spread'
+                if extra in outputs:
+                    _check_output(path, task, outputs[extra], extra)
 
     # -- per frame -------------------------------------------------------------------------
 
@@ -284,7 +264,7 @@ class FaceAttrModel:
         n = len(chips_rgb)
         if n == 0:
             raw = {io.task.name: np.zeros((0, *io.tail), np.float32) for io in self._io}
-            raw.update({io.spread: np.zeros((0,), np.float32) for io in self._io if io.spread})
+            raw.update({x: np.zeros((0,), np.float32) for io in self._io for x in io.extras})
             return raw
         if self.batch is None:
             values = self.session.run(self._output_names, {self._input: np.ascontiguousarray(chips_rgb)})
@@ -313,34 +293,12 @@ class FaceAttrModel:
         landmark tasks only; without it their points stay in chip pixels.
         """
         out: dict[str, TaskPrediction] = {}
+        size = np.float32(self.spec.input.size)
         for io in self._io:
-            task = io.task
-            r = np.asarray(raw[task.name], np.float32)
-            n = len(r)
-            if task.kind == "binary":
-                p = r.reshape(n)
-                probs = np.stack([1.0 - p, p], axis=1)
-                out[task.name] = TaskPrediction(value=(p > 0.5).astype(np.float32),
-                                                confidence=np.maximum(p, 1.0 - p), probs=probs)
-            elif task.kind in ("multiclass", "expectation"):
-                probs = r.reshape(n, *io.tail)
-                value = probs @ io.bins if io.bins is not None else probs.argmax(axis=1).astype(np.float32)
-                out[task.name] = TaskPrediction(value=value.astype(np.float32, copy=False),
-                                                confidence=probs.max(axis=1, initial=0.0), probs=probs)
-            elif task.kind == "regression":
-                if io.spread:
-                    spread = np.asarray(raw[io.spread], np.float32).reshape(n)
-                    confidence = 1.0 / (1.0 + np.maximum(spread, 0.0))
-                else:
-                    confidence = np.full(n, np.nan, np.float32)
-                out[task.name] = TaskPrediction(value=r.reshape(n), confidence=confidence)
-            else:  # landmarks
-                points = r.reshape(n, task.points, 2) * np.float32(self.spec.input.size)
-                if chip_to_frame is not None:
-                    a = np.asarray(chip_to_frame, np.float32).reshape(n, 2, 3)
-                    points = points @ a[:, :, :2].transpose(0, 2, 1) + a[:, None, :, 2]
-                nan = np.full(n, np.nan, np.float32)
-                out[task.name] = TaskPrediction(value=nan, confidence=nan.copy(), points_xy=points)
+            extra = {x: raw[x] for x in io.extras}
+            raw_task = np.asarray(raw[io.task.name], np.float32)
+            pred = task_kind(io.task.kind).decode(io.task, raw_task, extra, chip_to_frame, size)
+            out[io.task.name] = dataclasses.replace(pred, task=io.task)
         return out
 
     def __call__(self, faces: Faces, chips_rgb: np.ndarray) -> Faces:
@@ -349,52 +307,7 @@ class FaceAttrModel:
             raise ValueError(f"{len(faces)} faces but {len(chips_rgb)} chips")
         raw = self.predict_raw(chips_rgb)
         affines = None
-        if self._has_landmarks and len(faces):
+        if self._has_points and len(faces):
             affines = chip_to_frame_affines(faces.landmarks_xy, self.spec.alignment.chip_size,
                                             self.spec.alignment.padding)
         return faces.replace(tasks=self.decode(raw, affines))
-
-
-def chip_to_frame_affines(landmarks_xy: np.ndarray, size: int, padding: float) -> np.ndarray:
-    """[N, 2, 3] affine maps from chip pixels to frame pixels, as dlib places each chip.
-
-    dlib's ``get_face_chip_details`` turns the 5 landmarks into a rotated rectangle; its
-    ``get_mapping_to_chip`` maps the rectangle's corners tl, tr, br to chip pixels
-    (0, 0), (cols-1, 0), (cols-1, rows-1). We solve the inverse of that mapping.
-    """
-    import dlib  # only models with landmark tasks need it here
-
-    n = len(landmarks_xy)
-    out = np.empty((n, 2, 3), np.float32)
-    for i, pts in enumerate(np.asarray(landmarks_xy, np.float64)):
-        x0, y0 = pts.min(axis=0)
-        x1, y1 = pts.max(axis=0)
-        det = dlib.full_object_detection(
-            dlib.rectangle(int(x0), int(y0), int(x1), int(y1)),
-            [dlib.point(int(round(x)), int(round(y))) for x, y in pts])
-        d = dlib.get_face_chip_details(det, size=size, padding=padding)
-        r = d.rect
-        c = np.array([(r.left() + r.right()) / 2.0, (r.top() + r.bottom()) / 2.0])
-        cos, sin = np.cos(d.angle), np.sin(d.angle)
-        rot = np.array([[cos, -sin], [sin, cos]])
-        corners = np.array([[r.left(), r.top()], [r.right(), r.top()], [r.right(), r.bottom()]])
-        frame_pts = (corners - c) @ rot.T + c
-        chip_pts = np.array([[0, 0, 1], [d.cols - 1, 0, 1], [d.cols - 1, d.rows - 1, 1]], np.float64)
-        out[i] = np.linalg.solve(chip_pts, frame_pts).T
-    return out
-
-
-def format_value(task: TaskSpec, pred: TaskPrediction, i: int) -> str:
-    """A short label for face ``i``: "34 y", "female 97%", "asian 81%"."""
-    value = float(pred.value[i])
-    if task.kind in ("binary", "multiclass"):
-        label = task.labels[int(value)] if np.isfinite(value) else "?"
-        conf = float(pred.confidence[i])
-        return f"{label} {conf * 100:.0f}%" if np.isfinite(conf) else label
-    if task.kind in ("regression", "expectation"):
-        if not np.isfinite(value):
-            return "?"
-        unit = _UNIT_SHORT.get(task.unit, task.unit)
-        number = f"{value:.0f}" if unit == "y" or abs(value) >= 100 else f"{value:.3g}"
-        return f"{number} {unit}".strip()
-    return f"{task.points} points"

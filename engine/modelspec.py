@@ -13,7 +13,9 @@ from typing import Any
 
 FORMAT = "faceattr-model/1"
 METADATA_KEY = "faceattr"
-TASK_KINDS = ("binary", "multiclass", "regression", "expectation", "landmarks")
+from engine.tasks import task_kind, task_kinds  # noqa: E402 - the kinds' registry
+
+TASK_KINDS = task_kinds()
 
 
 class ModelDescriptionError(ValueError):
@@ -142,20 +144,23 @@ NON_NEGATIVE = _Check("a number of 0 or more", lambda v: _is_number(v) and v >= 
 BOOL = _Check("true or false", lambda v: isinstance(v, bool))
 OBJECT = _Check("an object ({...})", lambda v: isinstance(v, dict), dict)
 TASK_LIST = _Check("a non-empty list of tasks", lambda v: isinstance(v, list) and len(v) > 0)
-KIND = _Check(f"one of {', '.join(TASK_KINDS)}", lambda v: v in TASK_KINDS)
+KIND = _Check(f"one of {', '.join(TASK_KINDS)}", lambda v: isinstance(v, str) and v in task_kinds())
 RANGE = _Check("a list of 2 numbers, low then high",
                lambda v: _numbers(v, 2) and v[0] < v[1], lambda v: (float(v[0]), float(v[1])))
 BINS = _Check("a list of at least 2 numbers", lambda v: _numbers(v, least=2),
               lambda v: tuple(float(x) for x in v))
 MEAN = _Check("a list of 3 numbers (R, G, B)", lambda v: _numbers(v, 3), lambda v: tuple(float(x) for x in v))
-LABELS = {
-    "binary": _Check("a list of 2 strings", lambda v: _strings(v, 2), tuple),
-    "multiclass": _Check("a list of at least 2 strings", lambda v: _strings(v, least=2), tuple),
-}
 ANY_LABELS = _Check("a list of strings", _strings, tuple)
-# The fields each task kind must have; the others are optional but checked when present.
-_TASK_NEEDS = {"binary": ("labels",), "multiclass": ("labels",), "regression": (),
-               "expectation": ("bins",), "landmarks": ("points",)}
+
+
+def _labels_check(kind) -> _Check:
+    """Labels as the kind wants them: exactly ``label_count``, or at least 2."""
+    if "labels" not in kind.needs:
+        return ANY_LABELS
+    if kind.label_count:
+        n = kind.label_count
+        return _Check(f"a list of {n} strings", lambda v: _strings(v, n), tuple)
+    return _Check("a list of at least 2 strings", lambda v: _strings(v, least=2), tuple)
 _MISSING = object()
 
 
@@ -178,8 +183,9 @@ class _Fields:
         self.d = value
 
     def error(self, path: str, check: _Check, value: Any) -> ModelDescriptionError:
+        what = f"one of {', '.join(task_kinds())}" if check is KIND else check.what  # kinds may be added
         return ModelDescriptionError(f"{self.source}: FaceAttr description field '{path}' should be "
-                                     f"{check.what}, got {_show(value)}")
+                                     f"{what}, got {_show(value)}")
 
     def where(self, key: str) -> str:
         return f"{self.path}.{key}" if self.path else key
@@ -201,24 +207,19 @@ class _Fields:
 
 
 def _parse_task(t: Any, i: int, source: str) -> TaskSpec:
+    """One task: the fields its kind needs must be there, every field present is checked,
+    and the spec keeps the fields its kind uses (``engine.tasks``)."""
     f = _Fields(t, f"tasks[{i}]", source)
     name = f.get("name", NAME)
-    kind = f.get("kind", KIND)
-    needs = _TASK_NEEDS[kind]
+    kind = task_kind(f.get("kind", KIND))
 
     def field(key: str, check: _Check, empty: Any) -> Any:
-        return f.get(key, check, _MISSING if key in needs else empty)
+        value = f.get(key, check, _MISSING if key in kind.needs else empty)
+        return value if key in kind.keeps else empty
 
-    labels = field("labels", LABELS.get(kind, ANY_LABELS), ())
-    bins = field("bins", BINS, ())
-    rng = field("range", RANGE, None)
-    points = field("points", POSITIVE_INT, 0)
-    unit = field("unit", STRING, "")
-    return TaskSpec(name=name, kind=kind, unit=unit,
-                    labels=labels if kind in ("binary", "multiclass") else (),
-                    range=rng if kind == "regression" else None,
-                    bins=bins if kind == "expectation" else (),
-                    points=points if kind == "landmarks" else 0)
+    return TaskSpec(name=name, kind=kind.name, unit=field("unit", STRING, ""),
+                    labels=field("labels", _labels_check(kind), ()), range=field("range", RANGE, None),
+                    bins=field("bins", BINS, ()), points=field("points", POSITIVE_INT, 0))
 
 
 def _parse(d: Any, source: str) -> ModelSpec:

@@ -59,6 +59,8 @@ class PipelineConfig:
     smoothing: float = 0.6  # weight of the past in each track's running average (0 = none)
     stall_timeout_s: float = 5.0  # a source that delivers no frame this long has stopped
     shot_cuts: bool = True  # start a new scene at hard cuts (frame-difference test)
+    precision: str = "auto"  # auto | int8 | fp32 (FaceAttrModel.load: auto = the .int8.onnx sibling on CPU)
+    model_threads: int | None = None  # ONNX Runtime intra-op threads (None: its default, all cores)
 
 
 def _ms(t0: float) -> float:
@@ -82,7 +84,8 @@ class Pipeline:
     @classmethod
     def create(cls, config: PipelineConfig) -> "Pipeline":
         """Load the model and detector; raises ModelLoadError / BackendUnavailableError / ValueError."""
-        model = FaceAttrModel.load(config.model_path, backend=config.backend)
+        model = FaceAttrModel.load(config.model_path, backend=config.backend, intra_op_threads=config.model_threads,
+                                   precision=config.precision)
         detector = create_detector(config.detector, config.upsample, config.min_face)
         aligner = Aligner.create(model.spec.alignment.chip_size, model.spec.alignment.padding)
         return cls(config, model, detector, aligner)

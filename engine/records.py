@@ -16,10 +16,9 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import numpy as np
-
-from engine.modelspec import ModelSpec, TaskSpec
-from engine.types import FrameResult, TaskPrediction
+from engine.modelspec import ModelSpec
+from engine.tasks import task_kind
+from engine.types import FrameResult
 
 BASE_COLUMNS = ("source", "frame", "time_s", "track_id", "box_xyxy", "score")
 
@@ -27,20 +26,6 @@ BASE_COLUMNS = ("source", "frame", "time_s", "track_id", "box_xyxy", "score")
 def _num(value: float, digits: int) -> float | None:
     v = float(value)
     return round(v, digits) if math.isfinite(v) else None
-
-
-def _task_value(task: TaskSpec, pred: TaskPrediction, i: int) -> Any:
-    if task.kind in ("binary", "multiclass"):
-        v = float(pred.value[i])
-        if not math.isfinite(v):
-            return None
-        k = int(round(v))
-        return task.labels[k] if 0 <= k < len(task.labels) else None
-    if task.kind == "landmarks":
-        if pred.points_xy is None:
-            return None
-        return [[_num(x, 1), _num(y, 1)] for x, y in np.asarray(pred.points_xy[i], np.float64)]
-    return _num(pred.value[i], 2)
 
 
 def task_columns(spec: ModelSpec) -> list[str]:
@@ -68,7 +53,7 @@ def face_records(result: FrameResult, spec: ModelSpec) -> list[dict[str, Any]]:
             if pred is None:
                 rec[task.name] = rec[f"{task.name}_confidence"] = None
                 continue
-            rec[task.name] = _task_value(task, pred, i)
+            rec[task.name] = task_kind(task.kind).record_value(task, pred, i)
             rec[f"{task.name}_confidence"] = _num(pred.confidence[i], 3)
         records.append(rec)
     return records

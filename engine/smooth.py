@@ -20,9 +20,9 @@ from typing import Iterable
 import numpy as np
 
 from engine.modelspec import ModelSpec, TaskSpec
+from engine.tasks import task_kind
 from engine.types import Faces, TaskPrediction
 
-_LABEL_KINDS = ("binary", "multiclass")
 
 
 @dataclass
@@ -75,7 +75,7 @@ class TaskSmoother:
         out = {name: TaskPrediction(
             value=pred.value.copy(), confidence=pred.confidence.copy(),
             probs=None if pred.probs is None else pred.probs.copy(),
-            points_xy=None if pred.points_xy is None else pred.points_xy.copy())
+            points_xy=None if pred.points_xy is None else pred.points_xy.copy(), task=pred.task)
             for name, pred in faces.tasks.items()}
         for i, tid in enumerate(faces.track_id.tolist()):
             if tid < 0:
@@ -105,7 +105,7 @@ class TaskSmoother:
                        probs=_ema(state.probs, raw.probs, a), points=_ema(state.points, raw.points, a))
         if s.probs is not None:
             s.confidence = s.probs.max()
-            if kind in _LABEL_KINDS:
+            if task_kind(kind).label_index:
                 s.value = np.float32(s.probs.argmax())
         pred.value[i] = s.value
         pred.confidence[i] = s.confidence

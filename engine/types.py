@@ -14,9 +14,12 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Mapping
+from typing import TYPE_CHECKING, Mapping
 
 import numpy as np
+
+if TYPE_CHECKING:  # the spec module sits above this one; only the type is named here
+    from engine.modelspec import TaskSpec
 
 
 @dataclass(frozen=True, eq=False)
@@ -45,12 +48,25 @@ class TaskPrediction:
     ``probs``: [N, C] probabilities (binary: [N, 2] as (p(labels[0]), p(labels[1])),
     multiclass/expectation: the softmax), or None.
     ``points_xy``: [N, K, 2] frame pixels for landmark tasks, else None.
+    ``task``: the description of the task it was decoded for (its kind, labels, unit), so
+    a prediction can be labelled on its own (:meth:`text`).
     """
 
     value: np.ndarray
     confidence: np.ndarray
     probs: np.ndarray | None = None
     points_xy: np.ndarray | None = None
+    task: "TaskSpec | None" = None
+
+    def __post_init__(self) -> None:
+        n = len(self.value)
+        for name in ("confidence", "probs", "points_xy"):
+            arr = getattr(self, name)
+            if arr is not None and len(arr) != n:
+                raise ValueError(f"TaskPrediction.{name} has {len(arr)} rows, value has {n}")
+
+    def __len__(self) -> int:
+        return len(self.value)
 
     def take(self, index: np.ndarray) -> "TaskPrediction":
         return TaskPrediction(
@@ -58,7 +74,16 @@ class TaskPrediction:
             confidence=self.confidence[index],
             probs=None if self.probs is None else self.probs[index],
             points_xy=None if self.points_xy is None else self.points_xy[index],
+            task=self.task,
         )
+
+    def text(self, i: int) -> str:
+        """The short label of face ``i`` ("female 97%", "34 y"), by the task's kind."""
+        if self.task is None:
+            raise ValueError("this prediction does not know its task (decode it with FaceAttrModel)")
+        from engine.tasks import format_value  # the kinds' registry sits above this module
+
+        return format_value(self.task, self, i)
 
 
 def _empty(shape: tuple[int, ...], dtype) -> np.ndarray:
@@ -81,6 +106,9 @@ class Faces:
                           ("track_id", self.track_id)):
             if len(arr) != n:
                 raise ValueError(f"Faces.{name} has {len(arr)} rows, xyxy has {n}")
+        for name, pred in self.tasks.items():
+            if len(pred) != n:
+                raise ValueError(f"Faces.tasks['{name}'] has {len(pred)} rows, xyxy has {n}")
 
     def __len__(self) -> int:
         return len(self.xyxy)
@@ -115,6 +143,10 @@ class Faces:
 
     def replace(self, **changes) -> "Faces":
         return dataclasses.replace(self, **changes)
+
+    def labels(self, i: int) -> dict[str, str]:
+        """Face ``i``'s label text per task, in the model's task order."""
+        return {name: pred.text(i) for name, pred in self.tasks.items()}
 
 
 @dataclass(frozen=True, eq=False)

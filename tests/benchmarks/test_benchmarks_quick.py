@@ -161,4 +161,4 @@ def test_composed_frames_hold_faces_the_hog_detector_finds(n_faces):
     crops, _ = face_crops(limit=4)
     frame = compose_frame((640, 480), n_faces, crops)
     assert frame.shape == (480, 640, 3)
-    assert len(HogDetector(upsample=0, max_width=None)(frame)) == n_faces
+    assert len(HogDetector(upsample=0, min_face=HogDetector.native_min_face_px)(frame)) == n_faces

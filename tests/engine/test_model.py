@@ -11,8 +11,10 @@ import pytest
 
 from engine.align import Aligner
 from engine.detect import HogDetector
-from engine.model import (BackendUnavailableError, FaceAttrModel, ModelLoadError, _plan_providers,
-                          available_providers, chip_to_frame_affines, format_value)
+from engine.align import chip_to_frame_affines
+from engine.model import BackendUnavailableError, FaceAttrModel, ModelLoadError
+from engine.providers import _plan_providers, available_providers
+from engine.tasks import format_value
 from engine.modelspec import METADATA_KEY, ModelDescriptionError, TaskSpec
 from engine.types import Faces, TaskPrediction
 

@@ -17,7 +17,7 @@ def astronaut_chip_and_shape():
     from skimage import data
     rgb = data.astronaut()
     bgr = np.ascontiguousarray(rgb[:, :, ::-1])
-    faces = HogDetector(max_width=None)(bgr)
+    faces = HogDetector(min_face=HogDetector.native_min_face_px)(bgr)
     assert len(faces) == 1
     aligner = Aligner.create()
     _, chips = aligner(bgr, faces)

@@ -1,0 +1,215 @@
+"""What each task kind means, in one place: the registry of task kinds.
+
+A model's description (``engine.modelspec``) lists tasks, each of a *kind*. Everything
+that depends on the kind lives in that kind's class here, and nowhere else:
+
+- ``needs`` / ``keeps``: the description fields it requires and the ones it uses;
+- :meth:`TaskKind.output_tail`: the per-face shape of its graph output (after N);
+- :meth:`TaskKind.decode`: raw output rows -> a :class:`TaskPrediction`;
+- ``label_index``: whether ``value`` is a label index re-derived from smoothed
+  probabilities (``engine.smooth`` averages probabilities, values and points alike);
+- :meth:`TaskKind.text`: the short label drawn on the overlay and in the face panel;
+- :meth:`TaskKind.record_value`: the value written to JSONL / CSV.
+
+A new kind is one class with ``@register_task_kind``; the training side has its mirror
+in ``training/task_heads.py``. See docs/ARCHITECTURE.md, "Task kinds".
+"""
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import numpy as np
+
+from engine.types import TaskPrediction
+
+if TYPE_CHECKING:  # the spec imports this module; only types flow the other way
+    from engine.modelspec import TaskSpec
+
+_UNIT_SHORT = {"years": "y", "year": "y"}
+_REGISTRY: dict[str, "TaskKind"] = {}
+
+
+def register_task_kind(cls):
+    """Class decorator: the kind becomes known to descriptions, decoding and writers by ``cls.name``."""
+    _REGISTRY[cls.name] = cls()
+    return cls
+
+
+def task_kind(name: str) -> "TaskKind":
+    """The kind called ``name``; KeyError names the known ones."""
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise KeyError(f"unknown task kind '{name}' (known: {', '.join(_REGISTRY)})") from None
+
+
+def task_kinds() -> tuple[str, ...]:
+    return tuple(_REGISTRY)
+
+
+def _num(value: float, digits: int) -> float | None:
+    v = float(value)
+    return round(v, digits) if math.isfinite(v) else None
+
+
+class TaskKind:
+    name: ClassVar[str]
+    needs: ClassVar[tuple[str, ...]] = ()  # description fields this kind must have
+    keeps: ClassVar[tuple[str, ...]] = ("unit",)  # description fields this kind uses
+    label_count: ClassVar[int | None] = None  # exactly this many labels (None: at least 2)
+    label_index: ClassVar[bool] = False  # value = argmax of probs (re-derived after smoothing)
+    has_points: ClassVar[bool] = False  # predicts points in frame pixels (needs chip->frame maps)
+
+    def output_tail(self, task: "TaskSpec") -> tuple[int, ...]:
+        return ()
+
+    def decode(self, task: "TaskSpec", raw: np.ndarray, extra: dict[str, np.ndarray],
+               chip_to_frame: np.ndarray | None, chip_size: int) -> TaskPrediction:
+        raise NotImplementedError
+
+    def optional_outputs(self, task: "TaskSpec") -> tuple[str, ...]:
+        """Names of extra graph outputs this task reads when the graph has them."""
+        return ()
+
+    def text(self, task: "TaskSpec", pred: TaskPrediction, i: int) -> str:
+        v = float(pred.value[i])
+        return "?" if not math.isfinite(v) else f"{v:.3g}"
+
+    def record_value(self, task: "TaskSpec", pred: TaskPrediction, i: int) -> Any:
+        return _num(pred.value[i], 2)
+
+
+class _Labelled(TaskKind):
+    needs = ("labels",)
+    keeps = ("labels", "unit")
+    label_index = True
+
+    def text(self, task, pred, i):
+        value = float(pred.value[i])
+        label = task.labels[int(value)] if math.isfinite(value) else "?"
+        conf = float(pred.confidence[i])
+        return f"{label} {conf * 100:.0f}%" if math.isfinite(conf) else label
+
+    def record_value(self, task, pred, i):
+        v = float(pred.value[i])
+        if not math.isfinite(v):
+            return None
+        k = int(round(v))
+        return task.labels[k] if 0 <= k < len(task.labels) else None
+
+
+@register_task_kind
+class Binary(_Labelled):
+    """One probability per face, of ``labels[1]``; the output is [N] or [N, 1]."""
+
+    name = "binary"
+    label_count = 2
+
+    def decode(self, task, raw, extra, chip_to_frame, chip_size):
+        p = raw.reshape(len(raw))
+        probs = np.stack([1.0 - p, p], axis=1)
+        return TaskPrediction(value=(p > 0.5).astype(np.float32), confidence=np.maximum(p, 1.0 - p), probs=probs)
+
+
+@register_task_kind
+class Multiclass(_Labelled):
+    """A softmax over ``labels``; value = the index of the most probable."""
+
+    name = "multiclass"
+
+    def output_tail(self, task):
+        return (len(task.labels),)
+
+    def decode(self, task, raw, extra, chip_to_frame, chip_size):
+        probs = raw.reshape(len(raw), len(task.labels))
+        return TaskPrediction(value=probs.argmax(axis=1).astype(np.float32),
+                              confidence=probs.max(axis=1, initial=0.0), probs=probs)
+
+
+def _number_text(task, value: float) -> str:
+    if not math.isfinite(value):
+        return "?"
+    unit = _UNIT_SHORT.get(task.unit, task.unit)
+    number = f"{value:.0f}" if unit == "y" or abs(value) >= 100 else f"{value:.3g}"
+    return f"{number} {unit}".strip()
+
+
+@register_task_kind
+class Regression(TaskKind):
+    """One number per face in ``unit``; an optional '<name>_spread' output gives confidence
+    1 / (1 + spread)."""
+
+    name = "regression"
+    keeps = ("unit", "range")
+
+    def optional_outputs(self, task):
+        return (f"{task.name}_spread",)
+
+    def decode(self, task, raw, extra, chip_to_frame, chip_size):
+        n = len(raw)
+        spread = extra.get(f"{task.name}_spread")
+        if spread is not None:
+            confidence = 1.0 / (1.0 + np.maximum(np.asarray(spread, np.float32).reshape(n), 0.0))
+        else:
+            confidence = np.full(n, np.nan, np.float32)
+        return TaskPrediction(value=raw.reshape(n), confidence=confidence)
+
+    def text(self, task, pred, i):
+        return _number_text(task, float(pred.value[i]))
+
+
+@register_task_kind
+class Expectation(TaskKind):
+    """A softmax over ``bins``; value = the expectation Σ pᵢ·binᵢ, confidence = the top probability."""
+
+    name = "expectation"
+    needs = ("bins",)
+    keeps = ("unit", "bins")
+
+    def output_tail(self, task):
+        return (len(task.bins),)
+
+    def decode(self, task, raw, extra, chip_to_frame, chip_size):
+        probs = raw.reshape(len(raw), len(task.bins))
+        value = probs @ np.asarray(task.bins, np.float32)
+        return TaskPrediction(value=value.astype(np.float32, copy=False),
+                              confidence=probs.max(axis=1, initial=0.0), probs=probs)
+
+    def text(self, task, pred, i):
+        return _number_text(task, float(pred.value[i]))
+
+
+@register_task_kind
+class Landmarks(TaskKind):
+    """``points`` (x, y) per face in chip units (0..1), mapped to frame pixels."""
+
+    name = "landmarks"
+    needs = ("points",)
+    keeps = ("points",)
+    has_points = True
+
+    def output_tail(self, task):
+        return (task.points, 2)
+
+    def decode(self, task, raw, extra, chip_to_frame, chip_size):
+        n = len(raw)
+        points = raw.reshape(n, task.points, 2) * np.float32(chip_size)
+        if chip_to_frame is not None:
+            a = np.asarray(chip_to_frame, np.float32).reshape(n, 2, 3)
+            points = points @ a[:, :, :2].transpose(0, 2, 1) + a[:, None, :, 2]
+        nan = np.full(n, np.nan, np.float32)
+        return TaskPrediction(value=nan, confidence=nan.copy(), points_xy=points)
+
+    def text(self, task, pred, i):
+        return f"{task.points} points"
+
+    def record_value(self, task, pred, i):
+        if pred.points_xy is None:
+            return None
+        return [[_num(x, 1), _num(y, 1)] for x, y in np.asarray(pred.points_xy[i], np.float64)]
+
+
+def format_value(task: "TaskSpec", pred: TaskPrediction, i: int) -> str:
+    """A short label for face ``i``: "34 y", "female 97%", "asian 81%"."""
+    return task_kind(task.kind).text(task, pred, i)
