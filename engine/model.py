@@ -5,7 +5,7 @@ faces in groups of B, the last padded with blank chips whose outputs are dropped
 
 The file carries its own description (``engine.modelspec``, ONNX metadata key
 ``faceattr``); everything task-specific (labels, bins, units) comes from it, so a model
-with different tasks needs no code change. See ARCHITECTURE.md, "Model contract".
+with different tasks needs no code change. See docs/ARCHITECTURE.md, "The model contract".
 
 Back-ends and their order are ``engine.providers``; decoding each task's output is its
 kind's (``engine.tasks``); where each chip lies in the frame is ``engine.align``.
@@ -287,7 +287,7 @@ class FaceAttrModel:
 
     def decode(self, raw: dict[str, np.ndarray], chip_to_frame: np.ndarray | None = None
                ) -> dict[str, TaskPrediction]:
-        """Raw outputs -> one TaskPrediction per task (see ARCHITECTURE.md, "Model contract").
+        """Raw outputs -> one TaskPrediction per task (see docs/ARCHITECTURE.md, "Task kinds").
 
         ``chip_to_frame``: [N, 2, 3] affine maps from chip pixels to frame pixels, used by
         landmark tasks only; without it their points stay in chip pixels.

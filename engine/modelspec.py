@@ -2,7 +2,7 @@
 
 Training writes it (``training/export.py``), the engine reads and validates it
 (``engine/model.py``). Both go through :class:`ModelSpec`, so the two cannot drift.
-See ARCHITECTURE.md, "Model contract".
+See docs/ARCHITECTURE.md, "The model contract".
 """
 from __future__ import annotations
 
