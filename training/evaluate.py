@@ -151,11 +151,12 @@ def chips_from_cache(cache_dir: Path, samples: Sequence[Sample]) -> Chips:
 
 def chips_from_images(image_dir: Path, samples: Sequence[Sample], detector: str = "hog", upsample: int = 0,
                       progress: bool = True) -> Chips:
-    """The engine's own detect + align on each image (the largest face), as the app runs it."""
+    """The engine's own detect + align on each image (the largest face), as the app runs a still
+    (the detector's defaults and the border it adds around stills, ``engine.detect.STILL_PAD``)."""
     from tqdm import tqdm
 
     from engine.align import Aligner
-    from engine.detect import create_detector
+    from engine.detect import STILL_PAD, create_detector
 
     try:
         detect = create_detector(detector, upsample=upsample)
@@ -168,7 +169,7 @@ def chips_from_images(image_dir: Path, samples: Sequence[Sample], detector: str 
         if image is None:
             skipped[s.file] = "unreadable image"
             continue
-        faces = detect(image)
+        faces = detect(image, pad=STILL_PAD)
         if len(faces) == 0:
             skipped[s.file] = "no face found"
             continue
