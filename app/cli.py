@@ -32,8 +32,9 @@ EXIT_STATUS_HELP = """exit status:
   0    every input annotated
   1    some input failed (named above the summary; its partial outputs are kept as *.part.*)
   2    usage error (bad option), or the output folder is in use by another run
-  130  interrupted by Ctrl+C, 143 by SIGTERM: the current input's outputs are finished
-       (playable video, whole lines) and kept as *.part.*"""
+  130  interrupted by Ctrl+C: the current input's outputs are finished (playable video,
+       whole lines) and kept as *.part.*; with --jobs / --cluster a re-run goes on from there
+  143  interrupted by SIGTERM, the same way"""
 
 
 def positive_int(text: str) -> int:
@@ -87,6 +88,18 @@ def annotate_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-video", action="store_true", help="do not write the annotated video / images")
     add_model_options(p)
     add_detector_options(p)
+    batch = p.add_argument_group(
+        "batch mode (with --jobs or --cluster)",
+        "OUTDIR/manifest.jsonl gets a line per input as it finishes; a re-run skips inputs done "
+        "with the same size and mtime and retries failed ones. At the end all records are merged "
+        "into OUTDIR/records.csv and records.parquet (with pyarrow), needing --jsonl.")
+    batch.add_argument("--jobs", type=positive_int, default=None, metavar="N",
+                       help="annotate N files at once, in N worker processes")
+    batch.add_argument("--cluster", default=None, metavar="ray|auto|ray://HOST:PORT",
+                       help="annotate on Ray: 'ray' starts a local cluster, 'auto' joins the one "
+                            "started with 'ray start', ray://HOST:10001 a remote one (needs the extra: "
+                            "pip install -e '.[cluster]')")
+    batch.add_argument("--force", action="store_true", help="redo every input, even those done before")
     return p
 
 
@@ -143,6 +156,12 @@ def annotate_main(argv: list[str], out: TextIO | None = None, err: TextIO | None
     if args.no_video and not (args.jsonl or args.csv):
         print(error_line("nothing to write: --no-video without --jsonl or --csv"), file=err)
         return EXIT_USAGE
+    if args.cluster is not None and not (args.cluster in ("ray", "auto") or args.cluster.startswith("ray://")):
+        print(error_line(f"--cluster {args.cluster}: expected ray, auto or ray://HOST:PORT"), file=err)
+        return EXIT_USAGE
+    if args.cluster is not None and args.jobs is not None:
+        print(error_line("--jobs and --cluster: choose one (a cluster runs one worker per CPU)"), file=err)
+        return EXIT_USAGE
     _signals.clear()
     lock = OutputFolderLock(args.out_dir)
     try:
@@ -171,6 +190,8 @@ def _annotate_all(args, out: TextIO, err: TextIO) -> int:
     for note in pipeline.notes:
         print(f"{PROG}: note: {note}", file=err)
     print(f"{PROG}: model {pipeline.spec.name} on {pipeline.provider}", file=err)
+    if args.jobs is not None or args.cluster is not None:
+        return _annotate_batch(args, config, pipeline, out, err)
 
     summaries: list[AnnotateSummary] = []
     interrupted: AnnotateSummary | None = None
@@ -204,6 +225,106 @@ def _annotate_all(args, out: TextIO, err: TextIO) -> int:
                          + (f"; partial outputs kept: {kept}" if kept else "")), file=err)
         return EXIT_INTERRUPTED[_last_signal()]
     return EXIT_OK if all(s.ok for s in summaries) else EXIT_FAILED
+
+
+def _annotate_batch(args, config: PipelineConfig, pipeline: Pipeline, out: TextIO, err: TextIO) -> int:
+    """--jobs / --cluster: skip what the manifest says is done, run the rest through
+    engine.batch.annotate_one (here, in worker processes, or on Ray), record each file in the
+    manifest as it finishes, then merge the records and print the summary."""
+    from tqdm import tqdm
+
+    from engine.batch import FileResult, FileTask, Manifest, annotate_one, merge_records, result_from_entry, run_pool
+
+    out_dir = args.out_dir.absolute()
+    tasks = [FileTask(str(Path(text).absolute()), str(out_dir), name, config, args.jsonl, args.csv,
+                      not args.no_video) for text, name in zip(args.inputs, unique_names(args.inputs))]
+    manifest = Manifest(out_dir)
+    todo, skipped = manifest.plan(tasks, force=args.force)
+    results = {e["path"]: result_from_entry(e, e["path"]) for e in skipped}
+    if skipped:
+        print(f"{PROG}: {len(skipped)} of {len(tasks)} input(s) already done in {out_dir} (manifest.jsonl); "
+              "skipped (--force redoes them)", file=err)
+    files = tqdm(total=len(tasks), initial=len(skipped), desc="files", unit="file", file=err, dynamic_ncols=True)
+    frames_done = [0]
+
+    def on_frames(count: int) -> None:  # one bar (error lines stay whole): files, frames after it
+        frames_done[0] += count
+        files.set_postfix_str(f"{frames_done[0]} frames", refresh=True)
+
+    def on_result(result) -> None:
+        results[result.input] = result
+        if result.status != "interrupted":
+            manifest.append(result)
+            files.update(1)
+        if args.cluster is not None:  # actors report frames per file
+            on_frames(result.frames)
+        for warning in result.warnings:
+            files.write(f"{PROG}: warning: {printable(warning)}", file=err)
+        if result.error:
+            files.write(error_line(printable(result.error), printable(result.input)), file=err)
+
+    started = False
+    try:
+        if args.cluster is not None:
+            from app.cluster import ClusterError, connect, run_on_ray
+
+            try:
+                started = connect(args.cluster) if todo else False
+                interrupted = run_on_ray(todo, config, on_result)
+            except ClusterError as e:
+                files.close()
+                print(error_line(str(e)), file=err)
+                return EXIT_FAILED
+        elif args.jobs > 1 and len(todo) > 1:
+            interrupted = run_pool(todo, min(args.jobs, len(todo)), config, on_result, on_frames)
+        else:
+            interrupted = False
+            for task in todo:
+                last = [0]
+
+                def progress(done, total, last=last):
+                    on_frames(done - last[0])
+                    last[0] = done
+
+                try:
+                    on_result(annotate_one(task, pipeline, progress))
+                except KeyboardInterrupt:
+                    on_result(FileResult(task.input, task.name, "interrupted"))
+                if results[task.input].status == "interrupted":
+                    interrupted = True
+                    break
+    finally:
+        files.close()
+        if started:
+            from app.cluster import import_ray
+
+            import_ray().shutdown()
+    ordered = [results[t.input] for t in tasks if t.input in results]
+    merged = {}
+    if args.jsonl and not interrupted:
+        try:
+            merged = merge_records(out_dir, [r.outputs for r in ordered if r.ok], pipeline.spec)
+        except OSError as e:
+            print(error_line(f"{out_dir / 'records.csv'}: cannot write the merged records ({e.strerror or e})"),
+                  file=err)
+            return EXIT_FAILED
+        if "parquet" not in merged:
+            print(f"{PROG}: note: records.parquet needs pyarrow: pip install -e '.[cluster]'", file=err)
+    print(summary_table([_summary(r) for r in ordered]), file=out)
+    if merged:
+        print("records: " + ", ".join(str(p) for p in merged.values()), file=out)
+    if interrupted:
+        how = "SIGTERM" if _last_signal() == signal.SIGTERM else "Ctrl+C"
+        names = ", ".join(printable(r.input) for r in ordered if r.status == "interrupted")
+        print(error_line(f"interrupted by {how} in {names}; a re-run goes on where this one stopped"), file=err)
+        return EXIT_INTERRUPTED[_last_signal()]
+    return EXIT_OK if all(r.ok for r in ordered) else EXIT_FAILED
+
+
+def _summary(result) -> AnnotateSummary:
+    return AnnotateSummary(Path(result.input), result.frames, result.faces, result.seconds,
+                           [Path(p) for p in result.outputs], result.error,
+                           interrupted=result.status == "interrupted")
 
 
 _signals: list[int] = []
