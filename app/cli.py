@@ -308,8 +308,11 @@ def _annotate_batch(args, config: PipelineConfig, pipeline: Pipeline, out: TextI
             print(error_line(f"{out_dir / 'records.csv'}: cannot write the merged records ({e.strerror or e})"),
                   file=err)
             return EXIT_FAILED
-        if "parquet" not in merged:
+        if "parquet" not in merged:  # pyarrow is in the cluster extra, not a core dependency
             print(f"{PROG}: note: records.parquet needs pyarrow: pip install -e '.[cluster]'", file=err)
+    if not args.jsonl:
+        print(f"{PROG}: note: records.csv / records.parquet are merged from the JSONL records: add --jsonl",
+              file=err)
     print(summary_table([_summary(r) for r in ordered]), file=out)
     if merged:
         print("records: " + ", ".join(str(p) for p in merged.values()), file=out)

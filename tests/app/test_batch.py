@@ -6,7 +6,10 @@ from __future__ import annotations
 import csv
 import json
 import os
+import signal
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -17,6 +20,7 @@ from engine.batch import MANIFEST_NAME, Manifest
 
 VIDEOS = 4
 FRAMES = 12
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def make_videos(folder: Path) -> list[Path]:
@@ -160,3 +164,29 @@ def test_a_bad_cluster_option_is_a_usage_error(extra, tmp_path, capsys):
     assert rc == 2
     assert capsys.readouterr().err.startswith("faceattr: error: --")
     assert not (tmp_path / "out").exists()
+
+
+def test_sigterm_with_jobs_2_ends_both_running_files_as_part_outputs_and_exits_143(tiny_model_path, tmp_path):
+    clips = [make_scene(tmp_path / f"long{i}.mp4", frames=150, size_wh=(320, 240), drift_px=0.5).path
+             for i in range(2)]
+    out = tmp_path / "out"
+    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen"}
+    proc = subprocess.Popen([sys.executable, "-m", "app", "annotate", *map(str, clips), "-o", str(out), "--jsonl",
+                             "--jobs", "2", "--model", str(tiny_model_path), "--backend", "cpu"],
+                            env=env, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    parts = [out / f"long{i}.mp4.part.jsonl" for i in range(2)]
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not all(p.exists() and p.stat().st_size > 0 for p in parts):
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGTERM)
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 143, stderr
+    assert "Traceback" not in stderr
+    errors = [line for line in stderr.replace("\r", "\n").splitlines() if line.startswith("faceattr: error:")]
+    assert len(errors) == 1 and errors[0].startswith("faceattr: error: interrupted by SIGTERM in ")
+    for i, part in enumerate(parts):  # each worker finished its outputs as *.part.*: whole lines
+        text = part.read_text()
+        assert text.endswith("\n") and all(json.loads(line)["frame"] >= 0 for line in text.splitlines())
+        assert (out / f"long{i}.mp4.annotated.part.mp4").is_file()
+        assert not (out / f"long{i}.mp4.jsonl").exists()
+    assert not (out / MANIFEST_NAME).exists() or all(e["status"] != "done" for e in manifest_lines(out))
