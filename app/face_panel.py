@@ -1,7 +1,11 @@
-"""The side panel: one row per face of the latest frame, one column per task."""
+"""The side panel: one row per face of the latest frame, one column per task.
+
+Sortable by any column (click its header; numbers sort as numbers). Selecting a row
+emits ``track_selected(track id)`` (None when cleared): the window highlights that face
+in the view, and the selection follows the track from frame to frame."""
 from __future__ import annotations
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QBrush, QColor
 from PySide6.QtWidgets import QAbstractItemView, QHeaderView, QTableWidget, QTableWidgetItem, QWidget
 
@@ -24,15 +28,41 @@ def face_rows(faces: Faces, spec: ModelSpec) -> list[list[str]]:
     return rows
 
 
+class _Item(QTableWidgetItem):
+    """Sorts by its number when it starts with one ('34 y', '#12', 'female 97%' by text)."""
+
+    def __lt__(self, other) -> bool:
+        a, b = _number(self.text()), _number(other.text())
+        if a is not None and b is not None:
+            return a < b
+        return self.text() < other.text()
+
+
+def _number(text: str) -> float | None:
+    head = text.lstrip("#").split(" ")[0].split("±")[0]
+    try:
+        return float(head)
+    except ValueError:
+        return None
+
+
 class FacePanel(QTableWidget):
     """Current faces; the id cell wears the track's overlay colour."""
+
+    track_selected = Signal(object)  # int track id, or None
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(0, 1, parent)
         self._spec: ModelSpec | None = None
+        self._selected: int | None = None
         self.setHorizontalHeaderLabels(["face"])
         self.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
-        self.setSelectionMode(QAbstractItemView.SelectionMode.NoSelection)
+        self.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.setSortingEnabled(True)
+        self.horizontalHeader().setSortIndicatorClearable(True)
+        self.horizontalHeader().setSortIndicator(-1, Qt.SortOrder.AscendingOrder)  # face order until a header is clicked
+        self.itemSelectionChanged.connect(self._selection_changed)
         self.setFocusPolicy(Qt.FocusPolicy.NoFocus)
         self.verticalHeader().setVisible(False)
         self.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
@@ -51,20 +81,44 @@ class FacePanel(QTableWidget):
         if spec is not self._spec:
             self.set_spec(spec)
         rows = face_rows(faces, spec)
+        self.setSortingEnabled(False)  # rows stay put while they are filled, then sort once
+        self.blockSignals(True)
         self.setRowCount(len(rows))
         for r, row in enumerate(rows):
             b, g, rr = track_color_bgr(int(faces.track_id[r]))
             for c, text in enumerate(row):
                 item = self.item(r, c)
                 if item is None:
-                    item = QTableWidgetItem()
+                    item = _Item()
                     self.setItem(r, c, item)
                 if item.text() != text:
                     item.setText(text)
+                item.setData(Qt.ItemDataRole.UserRole, int(faces.track_id[r]))
                 if c == 0:
                     item.setBackground(QBrush(QColor(rr, g, b)))
                     dark = 0.299 * rr + 0.587 * g + 0.114 * b > 140
                     item.setForeground(QBrush(QColor(0, 0, 0) if dark else QColor(255, 255, 255)))
+        self.setSortingEnabled(True)
+        self.clearSelection()
+        for r in range(self.rowCount()):  # the selection follows its track
+            if self._selected is not None and self.item(r, 0).data(Qt.ItemDataRole.UserRole) == self._selected:
+                self.selectRow(r)
+        self.blockSignals(False)
+
+    def _selection_changed(self) -> None:
+        rows = {i.row() for i in self.selectedItems()}
+        track = self.item(min(rows), 0).data(Qt.ItemDataRole.UserRole) if rows else None
+        if track != self._selected:
+            self._selected = track
+            self.track_selected.emit(track)
+
+    def select_track(self, track_id: int | None) -> None:
+        """Select the row of ``track_id`` (None clears), as a click would."""
+        for r in range(self.rowCount()):
+            if self.item(r, 0).data(Qt.ItemDataRole.UserRole) == track_id:
+                self.selectRow(r)
+                return
+        self.clearSelection()
 
     def texts(self) -> list[list[str]]:
         """The table's texts, row by row (what a user reads)."""

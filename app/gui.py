@@ -41,9 +41,33 @@ def source_spec(source: str) -> str:
     return str(Path(source).expanduser().resolve())
 
 
+def display_problem(environ=os.environ, platform: str = sys.platform) -> str | None:
+    """Why no window can open here, with how to fix it; None when one can (or Qt's
+    platform was chosen explicitly). Qt itself would abort (exit 134) with a misleading
+    'libxcb-cursor0 is needed' message when Linux has no display at all."""
+    if environ.get("QT_QPA_PLATFORM") or not platform.startswith("linux"):
+        return None
+    if not environ.get("DISPLAY") and not environ.get("WAYLAND_DISPLAY"):
+        return ("no display to open the window on (DISPLAY and WAYLAND_DISPLAY are unset): run it in a "
+                "desktop session, under Xvfb (xvfb-run faceattr), or with QT_QPA_PLATFORM=offscreen")
+    if not environ.get("WAYLAND_DISPLAY"):
+        import ctypes.util
+        missing = [lib for lib in ("xcb-cursor", "xcb-icccm", "xcb-keysyms", "xkbcommon-x11")
+                   if ctypes.util.find_library(lib) is None]
+        if missing:
+            packages = " ".join(f"lib{lib}0" if lib != "xkbcommon-x11" else "libxkbcommon-x11-0" for lib in missing)
+            packages = packages.replace("libxcb-icccm0", "libxcb-icccm4").replace("libxcb-keysyms0", "libxcb-keysyms1")
+            return f"Qt's X11 platform needs system libraries that are missing here: install {packages} (apt-get)"
+    return None
+
+
 def run_gui(model: Path | None = None, backend: str | None = None, detector: str | None = None,
             source: str | None = None, min_face: int | None = None) -> int:
     """Open the window (command-line choices override the remembered ones) and run Qt."""
+    problem = display_problem()
+    if problem:
+        print(error_line(problem), file=sys.stderr)
+        return EXIT_USAGE
     cameras = list_cameras()
     if source:
         problem = source_problem(source, cameras)

@@ -1,10 +1,12 @@
-"""The main window: video view, source picker, transport, recording, model, backend and
-detector menus, status line, and the side panel of current faces.
+"""The main window: video view with its seek bar, the source picker, the side panel of
+current faces, the status line; menus in :mod:`app.menus`, playback in
+:mod:`app.playback`, snapshot and export in :mod:`app.export`, Help in :mod:`app.about`.
 
 The UI thread never captures or infers: a :class:`~app.worker.PipelineWorker` does, and
 models load in a :class:`~app.worker.BackgroundCall` (a TensorRT engine build can take
 minutes). A model, backend or detector change builds a new pipeline first and swaps it
-in only when that worked; if it failed, the sentence is shown and the old one is kept.
+in only when that worked (playing on from the same frame); if it failed, the sentence is
+shown and the old one is kept.
 
 Sources: the remembered source changes only when a source the user chose has opened. A
 remembered source that is gone at start (a file deleted, a camera unplugged) falls back
@@ -17,24 +19,25 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from PySide6.QtCore import QByteArray, QSettings, Qt
-from PySide6.QtGui import (QAction, QActionGroup, QCloseEvent, QColor, QDragEnterEvent, QDropEvent, QIcon,
-                           QKeySequence, QPainter, QPixmap)
-from PySide6.QtWidgets import QFileDialog, QLabel, QMainWindow, QMessageBox, QSplitter, QStyle, QToolBar
+from PySide6.QtCore import QByteArray, QSettings, QTimer
+from PySide6.QtGui import QCloseEvent, QDragEnterEvent, QDropEvent
+from PySide6.QtWidgets import QFileDialog, QLabel, QMainWindow, QMessageBox, QSplitter, QVBoxLayout, QWidget
 
 from app.face_panel import FacePanel
-from app.settings import SAMPLE_SOURCE, AppSettings, default_record_dir, save_settings
-from app.source_picker import SourcePicker, resolve_spec, unavailable_reason
-from app.status import BACKEND_TITLES, LiveStats, MessageLine
+from app.menus import Menus
+from app.outputs import OutputsMixin
+from app.playback import PlaybackMixin
+from app.settings import MAX_RECENT, SAMPLE_SOURCE, AppSettings, save_settings
+from app.seekbar import SeekBar
+from app.source_picker import SourcePicker, unavailable_reason
+from app.status import LiveStats, MessageLine
 from app.video_view import VideoView
 from app.worker import BackgroundCall, PipelineWorker, ShownFrame, SourceInfo, WorkerThread
 from engine.assets import default_model_path
-from engine.detect import DEFAULT_MIN_FACE, DETECTOR_TITLES
-from engine.pipeline import EndReason, Pipeline, PipelineConfig, RunOutcome
+from engine.pipeline import Pipeline, PipelineConfig
+from engine.render import Renderer
 from engine.sources import CameraInfo, Source, open_source
 
-DETECT_EVERY = (1, 2, 3, 5)
-MIN_FACES = (24, 40, 60, 80, 120)  # px: the "Smallest face" menu (plus the size in effect)
 STATUS_EVERY_S = 0.25
 STALL_TIMEOUT_S = PipelineConfig.stall_timeout_s
 
@@ -46,31 +49,11 @@ def pipeline_config(settings: AppSettings, stall_timeout_s: float = STALL_TIMEOU
         min_face=settings.min_face, detect_every=settings.detect_every, stall_timeout_s=stall_timeout_s)
 
 
-def _record_icon() -> QIcon:
-    pixmap = QPixmap(32, 32)
-    pixmap.fill(Qt.GlobalColor.transparent)
-    painter = QPainter(pixmap)
-    painter.setRenderHint(QPainter.RenderHint.Antialiasing)
-    painter.setBrush(QColor(211, 47, 47))
-    painter.setPen(Qt.PenStyle.NoPen)
-    painter.drawEllipse(5, 5, 22, 22)
-    painter.end()
-    return QIcon(pixmap)
-
-
 def short_provider(provider: str) -> str:
     return provider.replace("ExecutionProvider", "")
 
 
-def _skipped_text(outcome: RunOutcome) -> str:
-    """'; <first problem> (and N more)' for what the source skipped (unreadable photos)."""
-    if not outcome.warnings:
-        return ""
-    more = f" (and {len(outcome.warnings) - 1} more)" if len(outcome.warnings) > 1 else ""
-    return f"; {outcome.warnings[0]}{more}"
-
-
-class MainWindow(QMainWindow):
+class MainWindow(PlaybackMixin, OutputsMixin, QMainWindow):
     """``opener`` opens a source spec (``engine.sources.open_source``'s signature) and
     ``stall_timeout_s`` ends a run whose source went silent; tests shorten both."""
 
@@ -85,7 +68,9 @@ class MainWindow(QMainWindow):
         self.pipeline: Pipeline | None = None
         self.frames_shown = 0
         self.last_shown: ShownFrame | None = None
+        self.shown_image = None  # what the view shows now (re-drawn when the View menu changes)
         self.last_recording: Path | None = None
+        self.source_info: SourceInfo | None = None
         self._run: WorkerThread | None = None
         # stopped runs, kept alive until their 'finished' arrives: their late signals then
         # still come from a live object (a freed worker's address can be reused by the next)
@@ -95,15 +80,28 @@ class MainWindow(QMainWindow):
         self._run_spec = ""
         self._run_remember = True  # whether the run's source becomes the remembered one once open
         self._run_note = ""  # why it plays instead of the remembered source, if it does
+        self._playing_text = ""
+        self._highlight: int | None = None  # the track selected in the face panel
+        self._recording_since: float | None = None
+        self.export_job = None
         self.stats = LiveStats()
         self._status_at = 0.0
 
         self.setWindowTitle("FaceAttr")
         self.setAcceptDrops(True)
         self.view = VideoView()
+        self.seekbar = SeekBar()
+        self.seekbar.seek_requested.connect(self.seek)
         self.face_panel = FacePanel()
+        self.face_panel.track_selected.connect(self._select_track)
+        left = QWidget()
+        column = QVBoxLayout(left)
+        column.setContentsMargins(0, 0, 0, 0)
+        column.setSpacing(0)
+        column.addWidget(self.view, 1)
+        column.addWidget(self.seekbar)
         splitter = QSplitter()
-        splitter.addWidget(self.view)
+        splitter.addWidget(left)
         splitter.addWidget(self.face_panel)
         splitter.setStretchFactor(0, 1)
         splitter.setSizes([960, 300])
@@ -111,111 +109,44 @@ class MainWindow(QMainWindow):
         self.picker = SourcePicker(cameras)
         self.picker.chosen.connect(self.play_source)
         self.picker.open_requested.connect(self.open_file_dialog)
-        self._build_actions()
+        self.menus = Menus(self, settings)
+        self.menus.set_recent(settings.recent)
+        self.menus.set_tasks(None, settings.hidden_tasks)
+        self.seekbar.show_speed(settings.speed)
         self.message_label = MessageLine()
         self.stats_label = QLabel()
         self.statusBar().setSizeGripEnabled(False)
         self.statusBar().addWidget(self.message_label, 1)
         self.statusBar().addPermanentWidget(self.stats_label)
+        self._ticker = QTimer(self)  # the status stays true while no frame arrives (paused, recording)
+        self._ticker.timeout.connect(lambda: self._update_stats(force=True))
+        self._ticker.start(500)
         if settings.geometry:
             self.restoreGeometry(QByteArray(settings.geometry))
         else:
             self.resize(1280, 760)
         self._sync_controls()
 
-    # -- building ------------------------------------------------------------------------
-
-    def _action(self, text: str, slot, shortcut=None, icon=None, checkable=False) -> QAction:
-        action = QAction(text, self)
-        if icon is not None:
-            action.setIcon(self.style().standardIcon(icon))
-        if shortcut:
-            action.setShortcut(QKeySequence(shortcut))
-        action.setCheckable(checkable)
-        (action.toggled if checkable else action.triggered).connect(slot)
-        return action
-
-    def _build_actions(self) -> None:
-        sp = QStyle.StandardPixmap
-        self.play_action = self._action("Play", self.play, "Space", sp.SP_MediaPlay)
-        self.pause_action = self._action("Pause", self.pause, "P", sp.SP_MediaPause)
-        self.stop_action = self._action("Stop", self.stop, "S", sp.SP_MediaStop)
-        self.record_action = self._action("Record", self.set_recording, "R", None, True)
-        self.record_action.setIcon(_record_icon())
-        self.record_action.setToolTip("Record the annotated video")
-        open_file = self._action("Open file…", self.open_file_dialog, QKeySequence.StandardKey.Open)
-        self.open_folder_action = self._action("Open folder…", self.open_folder_dialog, "Ctrl+Shift+O")
-        self.open_folder_action.setToolTip("Play a folder's images, each on its own")
-        open_model = self._action("Open model…", self.open_model_dialog, "Ctrl+M")
-        record_dir = self._action("Record folder…", self.choose_record_dir)
-        quit_action = self._action("Quit", self.close, QKeySequence.StandardKey.Quit)
-
-        toolbar = QToolBar("Transport")
-        toolbar.setObjectName("transport")
-        toolbar.setMovable(False)
-        toolbar.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
-        toolbar.addWidget(self.picker)
-        for a in (self.play_action, self.pause_action, self.stop_action, self.record_action):
-            toolbar.addAction(a)
-        self.addToolBar(toolbar)
-
-        menu = self.menuBar().addMenu("&File")
-        for a in (open_file, self.open_folder_action, open_model, record_dir):
-            menu.addAction(a)
-        menu.addSeparator()
-        menu.addAction(quit_action)
-        play_menu = self.menuBar().addMenu("&Play")
-        for a in (self.play_action, self.pause_action, self.stop_action, self.record_action):
-            play_menu.addAction(a)
-
-        self.backend_actions = self._radio_menu("&Backend", BACKEND_TITLES, self.set_backend)
-        detector_menu = self.menuBar().addMenu("&Detector")
-        self.detector_actions = self._radio_group(detector_menu, DETECTOR_TITLES, self.set_detector)
-        detector_menu.addSeparator()
-        every = {k: "Detect every frame" if k == 1 else f"Detect every {k} frames (track between)"
-                 for k in DETECT_EVERY}
-        self.detect_every_actions = self._radio_group(detector_menu, every, self.set_detect_every)
-        detector_menu.addSeparator()
-        sizes = {px: f"{px} px" + (" (default)" if px == DEFAULT_MIN_FACE else "")
-                 for px in sorted({*MIN_FACES, self.settings.min_face})}
-        self.min_face_menu = detector_menu.addMenu("Smallest face")
-        self.min_face_menu.setToolTipsVisible(True)
-        self.min_face_actions = self._radio_group(self.min_face_menu, sizes, self.set_min_face)
-        for action in self.min_face_actions.values():
-            action.setToolTip("Smaller finds smaller (more distant) faces, and costs more")
-
-    def _radio_menu(self, title: str, choices: dict, slot) -> dict:
-        return self._radio_group(self.menuBar().addMenu(title), choices, slot)
-
-    def _radio_group(self, menu, choices: dict, slot) -> dict:
-        group = QActionGroup(self)
-        group.setExclusive(True)
-        actions = {}
-        for key, text in choices.items():
-            action = QAction(text, self)
-            action.setCheckable(True)
-            action.triggered.connect(lambda _=False, k=key: slot(k))
-            group.addAction(action)
-            menu.addAction(action)
-            actions[key] = action
-        return actions
+    # names the tests and older callers use
+    play_action = property(lambda self: self.menus.play)
+    pause_action = property(lambda self: self.menus.pause)
+    stop_action = property(lambda self: self.menus.stop)
+    record_action = property(lambda self: self.menus.record)
+    open_folder_action = property(lambda self: self.menus.open_folder)
+    backend_actions = property(lambda self: self.menus.backend_actions)
+    detector_actions = property(lambda self: self.menus.detector_actions)
+    detect_every_actions = property(lambda self: self.menus.detect_every_actions)
+    min_face_actions = property(lambda self: self.menus.min_face_actions)
+    min_face_menu = property(lambda self: self.menus.min_face_menu)
 
     def _sync_controls(self) -> None:
         """Menus and buttons show what is in effect."""
-        for actions, current in ((self.backend_actions, self.settings.backend),
-                                 (self.detector_actions, self.settings.detector),
-                                 (self.detect_every_actions, self.settings.detect_every),
-                                 (self.min_face_actions, self.settings.min_face)):
-            for key, action in actions.items():
-                action.setChecked(key == current)
         running = self.is_running()
-        paused = running and self._run.worker.paused
-        self.play_action.setEnabled(self.pipeline is not None and (not running or paused))
-        self.pause_action.setEnabled(running and not paused)
-        self.stop_action.setEnabled(running)
-        self.record_action.blockSignals(True)
-        self.record_action.setChecked(running and self._run.worker.recording_path is not None)
-        self.record_action.blockSignals(False)
+        self.menus.sync(self.settings, loaded=self.pipeline is not None, running=running,
+                        paused=running and self._run.worker.paused,
+                        recording=running and self._run.worker.recording_path is not None,
+                        seekable=self.seekbar.seekable() and self.last_shown is not None,
+                        has_frame=self.last_shown is not None)
 
     # -- start-up and models -------------------------------------------------------------
 
@@ -241,7 +172,7 @@ class MainWindow(QMainWindow):
 
     def _load(self, settings: AppSettings, play: tuple | None, initial: bool = False) -> None:
         """Build a pipeline for ``settings`` in the background; then play ``play``
-        (:meth:`play_source`'s arguments), or else what was playing."""
+        (:meth:`play_source`'s arguments), or else what was playing, from where it was."""
         if self._loader is not None:
             self.show_message("A model is still loading; try again when it is done.")
             self._sync_controls()
@@ -266,13 +197,17 @@ class MainWindow(QMainWindow):
             return  # the window closed while it loaded
         settings, play, _ = self._loading
         self._finish_loader()
-        was_playing = self.is_running()
+        was_playing, was_paused = self.is_running(), self.is_paused()
         current = self.picker.current_spec()
+        at = self.current_frame() + 1 if self.seekbar.seekable() and self.last_shown is not None else 0
+        if was_paused:
+            at -= 1  # show the same frame again, on the new pipeline
         self._stop_run()
         self.pipeline = pipeline
         self.settings = settings
         self._save()
         self.face_panel.set_spec(pipeline.spec)
+        self.menus.set_tasks(pipeline.spec, settings.hidden_tasks)
         notes = "; ".join(pipeline.notes)
         self.show_message(f"Model {pipeline.spec.name} on {short_provider(pipeline.provider)}"
                           + (f" ({notes})" if notes else ""))
@@ -280,8 +215,8 @@ class MainWindow(QMainWindow):
         self._sync_controls()
         if play:
             self.play_source(*play)
-        elif was_playing:  # the same source, on the new pipeline
-            self.play_source(current, self._run_remember, self._run_note)
+        elif was_playing:  # the same source, on the new pipeline, from the same place
+            self.play_source(current, self._run_remember, self._run_note, start_frame=max(0, at), paused=was_paused)
 
     def _load_failed(self, why: str) -> None:
         if self._loader is None or self.sender() is not self._loader:
@@ -325,7 +260,7 @@ class MainWindow(QMainWindow):
         if px != self.settings.min_face:
             self._load(self.settings.replace(min_face=px), play=None)
 
-    # -- sources and transport -----------------------------------------------------------
+    # -- sources -------------------------------------------------------------------------
 
     def open_file_dialog(self) -> None:
         path, _ = QFileDialog.getOpenFileName(
@@ -343,90 +278,64 @@ class MainWindow(QMainWindow):
         """Play a video, an image, or a folder (its images in name order, each on its own)."""
         self.play_source(str(Path(path)))
 
-    def play_source(self, spec: str, remember: bool = True, note: str = "") -> None:
-        """Stop what plays and play ``spec`` ('sample', 'camera:NAME' or a path). It becomes
-        the remembered source once it has opened if ``remember``; ``note`` says why it plays
-        (e.g. instead of a remembered source that is gone)."""
-        self.picker.show_spec(spec)
-        self._stop_run()
-        if self.pipeline is None:
-            self.show_error("No model", "No model is loaded: open one with File ▸ Open model….")
+    def _add_recent(self, spec: str) -> None:
+        if spec == SAMPLE_SOURCE or spec.startswith("camera:") or not Path(spec).exists():
             return
-        target, loop = resolve_spec(spec, self.cameras)
-        worker = PipelineWorker(self.pipeline, target, loop=loop, opener=self.opener)
-        # bound methods, not lambdas: a lambda would run in the worker's thread
-        worker.opened.connect(self._opened)
-        worker.result.connect(self._show_result)
-        worker.error.connect(self._run_error)
-        worker.recording.connect(self._recording_event)
-        worker.finished.connect(self._run_finished)
-        self._run = WorkerThread(worker)
-        self._run_spec, self._run_remember, self._run_note = spec, remember, note
-        self.stats.reset()
-        self._run.start()
-        what = spec if spec != SAMPLE_SOURCE else "the sample video"
-        self.show_message(f"{note}; opening {what} instead…" if note else f"Opening {what}…")
+        recent = (spec,) + tuple(r for r in self.settings.recent if r != spec)
+        self.settings = self.settings.replace(recent=recent[:MAX_RECENT])
+        self._save()
+        self.menus.set_recent(self.settings.recent)
+
+    # -- what the overlay shows (View menu) ------------------------------------------------
+
+    def renderer(self) -> Renderer:
+        s = self.settings
+        return Renderer(show_boxes=s.show_boxes, show_landmarks=s.show_landmarks, show_track_ids=s.show_track_ids,
+                        hidden_tasks=frozenset(s.hidden_tasks), min_confidence=s.min_confidence,
+                        blur_faces=s.blur_faces, highlight_track=self._highlight)
+
+    def set_view(self, **changes) -> None:
+        """Change what the overlay shows; the frame on screen is redrawn at once."""
+        self.settings = self.settings.replace(**changes)
+        self._save()
+        self._apply_renderer()
         self._sync_controls()
 
-    def _is_current(self, worker) -> bool:
-        return self._run is not None and worker is self._run.worker
+    def show_task(self, name: str, shown: bool) -> None:
+        hidden = tuple(n for n in self.settings.hidden_tasks if n != name) + (() if shown else (name,))
+        self.set_view(hidden_tasks=hidden)
 
-    def _opened(self, info: SourceInfo) -> None:
-        if not self._is_current(self.sender()):
+    def set_min_confidence(self, value: float) -> None:
+        self.set_view(min_confidence=float(value))
+
+    def _select_track(self, track_id: int | None) -> None:
+        self._highlight = track_id
+        self._apply_renderer()
+
+    def _apply_renderer(self) -> None:
+        renderer = self.renderer()
+        if self._run is not None:
+            self._run.worker.renderer = renderer  # the worker draws the next frame with it
+        if self.last_shown is not None and self.pipeline is not None and not (self.is_running() and not self.is_paused()):
+            result = self.last_shown.result
+            self.shown_image = renderer(result.frame.image_bgr, result.faces, self.pipeline.spec)
+            self.view.set_frame(self.shown_image)
+
+    def set_fullscreen(self, on: bool) -> None:
+        self.showFullScreen() if on else self.showNormal()
+        self.menuBar().setVisible(not on)
+        self.statusBar().setVisible(not on)
+        self.menus.toolbar.setVisible(not on)
+        self.face_panel.setVisible(not on)
+
+    def keyPressEvent(self, event) -> None:
+        from PySide6.QtCore import Qt
+
+        if event.key() == Qt.Key.Key_Escape and self.isFullScreen():
+            self.set_fullscreen(False)
+            self._sync_controls()
             return
-        if self._run_remember:
-            self.settings = self.settings.replace(source=self._run_spec)
-            self._save()
-        kind = "live" if info.is_live else f"{info.fps:.3g} fps"
-        what = f"{info.source_id} ({info.size_wh[0]}×{info.size_wh[1]}, {kind})"
-        self.show_message(f"{self._run_note}; playing {what} instead" if self._run_note else f"Playing {what}")
-
-    def play(self) -> None:
-        if self.is_running():
-            self._run.worker.set_paused(False)
-            self._sync_controls()
-        else:
-            self.play_source(self.picker.current_spec())
-
-    def pause(self) -> None:
-        if self.is_running():
-            self._run.worker.set_paused(True)
-            self.show_message("Paused")
-            self._sync_controls()
-
-    def stop(self) -> None:
-        if self.is_running():
-            self._stop_run()
-            self.show_message("Stopped")
-
-    def is_running(self) -> bool:
-        return self._run is not None and self._run.is_running()
-
-    def _stop_run(self) -> None:
-        run, self._run = self._run, None
-        if run is not None:
-            self._retired.append(run)
-            if not run.stop():
-                self.show_error("Stop", "The video thread did not stop within 10 s.")
-        self._sync_controls()
-
-    def _run_error(self, why: str) -> None:
-        if self._is_current(self.sender()):
-            self.show_error("Playback stopped", why)
-
-    def _run_finished(self, outcome: RunOutcome) -> None:
-        worker = self.sender()
-        if self._is_current(worker):
-            self._run.thread.wait(2000)
-            if outcome.reason is EndReason.FINISHED:
-                self.show_message(f"Finished: end of {outcome.source_id}" + _skipped_text(outcome))
-            elif outcome.reason is not EndReason.STOPPED and not self.message_label.is_error():
-                self.show_error("Playback ended", outcome.detail or outcome.source_id)  # a truncated file, ...
-            self._retired.append(self._run)
-            self._run = None
-        # the run's last signal has arrived: now it can be freed
-        self._retired = [r for r in self._retired if r.worker is not worker]
-        self._sync_controls()
+        super().keyPressEvent(event)
 
     # -- frames --------------------------------------------------------------------------
 
@@ -438,52 +347,29 @@ class MainWindow(QMainWindow):
             return  # a late frame from a run already stopped
         self.view.set_frame(shown.image_bgr)
         self.face_panel.show_faces(shown.result.faces, self.pipeline.spec)
+        self.seekbar.show_frame(shown.result.frame.index)
+        first = self.last_shown is None
         self.last_shown = shown
+        self.shown_image = shown.image_bgr
         self.frames_shown += 1
         self.stats.add(shown.result.timings_ms, shown.result.dropped_frames + shown.display_skipped,
                        time.monotonic())
         self._update_stats()
+        if first or self._run.worker.paused:
+            self._sync_controls()
 
     def _update_stats(self, force: bool = False) -> None:
         now = time.monotonic()
         if not force and now - self._status_at < STATUS_EVERY_S:
             return
         self._status_at = now
-        self.stats_label.setText(self.stats.text(self.pipeline.provider if self.pipeline else None))
-
-    # -- recording -----------------------------------------------------------------------
-
-    def record_dir(self) -> Path:
-        return Path(self.settings.record_dir or default_record_dir())
-
-    def choose_record_dir(self) -> None:
-        path = QFileDialog.getExistingDirectory(self, "Record into folder", str(self.record_dir()))
-        if path:
-            self.settings = self.settings.replace(record_dir=path)
-            self._save()
-            self.show_message(f"Recordings go to {path}")
-
-    def set_recording(self, on: bool) -> None:
-        if not self.is_running():
-            if on:
-                self.show_message("Play a source first, then record.")
-            self._sync_controls()
-            return
-        worker = self._run.worker
-        if on:
-            path = self.record_dir() / time.strftime("faceattr-%Y%m%d-%H%M%S.mp4")
-            worker.start_recording(path)
-            self.show_message(f"Recording to {path}…")
-        else:
-            worker.stop_recording()
-
-    def _recording_event(self, what: str, text: str) -> None:
-        if what == "saved":
-            self.last_recording = Path(text)
-            self.show_message(f"Saved recording: {text}")
-        elif what == "failed":
-            self.show_error("Recording failed", text)
-        self._sync_controls()
+        running = self.is_running()
+        still = self.last_shown is not None and self.last_shown.result.frame.still
+        playing = running and not self._run.worker.paused and not still
+        live = running and self.source_info is not None and self.source_info.is_live
+        recording = self._recording_since is not None and running
+        self.stats_label.setText(self.stats.text(self.pipeline.provider if self.pipeline else None, playing=playing,
+                                                 live=live, recording_s=now - self._recording_since if recording else None))
 
     # -- messages ------------------------------------------------------------------------
 
@@ -518,9 +404,12 @@ class MainWindow(QMainWindow):
         save_settings(self.store, self.settings)
 
     def closeEvent(self, event: QCloseEvent) -> None:
-        """Stop the run (a worker still finishing stays referenced by app.worker until its
-        thread ends) and drop a model still loading: its result is no longer wanted."""
+        """Stop the run and any export (a thread still finishing stays referenced by
+        app.worker until it ends) and drop a model still loading: its result is no longer wanted."""
+        self._ticker.stop()
         self._stop_run()
+        if self.export_job is not None:
+            self.export_job.cancel()
         loader, self._loader = self._loader, None
         if loader is not None:
             loader.done.disconnect(self._loaded)
@@ -529,4 +418,3 @@ class MainWindow(QMainWindow):
         self._save()
         self.message_label.close_box()
         super().closeEvent(event)
-

@@ -20,6 +20,7 @@ ORGANIZATION = "FaceAttr"
 APPLICATION = "FaceAttr"
 SETTINGS_ENV = "FACEATTR_SETTINGS"
 SAMPLE_SOURCE = "sample"  # the bundled sample video (a source spec of its own)
+MAX_RECENT = 10
 MIN_FACE_RANGE = (8, 1000)  # px: smallest-face sizes accepted from the store and the command line
 
 
@@ -45,7 +46,19 @@ class AppSettings:
     # "Live pipeline"); detecting every frame gives ~24 fps. The CLI detects every frame.
     detect_every: int = 3
     record_dir: str = ""
+    snapshot_dir: str = ""  # '' means next to recordings
     geometry: bytes = b""  # QMainWindow.saveGeometry()
+    # View menu: what the overlay shows (engine.render.Renderer's fields)
+    hidden_tasks: tuple[str, ...] = ()
+    min_confidence: float = 0.0  # below it a value shows as '?'
+    show_boxes: bool = True
+    show_landmarks: bool = False
+    show_track_ids: bool = True
+    blur_faces: bool = False
+    # Play menu
+    speed: float = 1.0
+    loop: bool = False  # files start over at their end (the sample always loops)
+    recent: tuple[str, ...] = ()  # files and folders opened, newest first
 
     def replace(self, **changes) -> "AppSettings":
         return replace(self, **changes)
@@ -87,12 +100,52 @@ def load_settings(store: QSettings) -> AppSettings:
         min_face=_int(store.value("min_face"), d.min_face, *MIN_FACE_RANGE),
         detect_every=_int(store.value("detect_every"), d.detect_every, 1, 100),
         record_dir=text("record_dir", d.record_dir),
+        snapshot_dir=text("snapshot_dir", d.snapshot_dir),
         geometry=bytes(geometry.data()) if isinstance(geometry, QByteArray) else d.geometry,
+        hidden_tasks=_names(store.value("hidden_tasks")),
+        min_confidence=_float(store.value("min_confidence"), d.min_confidence, 0.0, 1.0),
+        show_boxes=_bool(store.value("show_boxes"), d.show_boxes),
+        show_landmarks=_bool(store.value("show_landmarks"), d.show_landmarks),
+        show_track_ids=_bool(store.value("show_track_ids"), d.show_track_ids),
+        blur_faces=_bool(store.value("blur_faces"), d.blur_faces),
+        speed=_float(store.value("speed"), d.speed, 0.1, 16.0),
+        loop=_bool(store.value("loop"), d.loop),
+        recent=_names(store.value("recent"))[:MAX_RECENT],
     )
+
+
+def _bool(value, default: bool) -> bool:
+    """INI files give 'true' / 'false' back as text."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in ("true", "false", "1", "0"):
+        return value.lower() in ("true", "1")
+    return default
+
+
+def _float(value, default: float, lo: float, hi: float) -> float:
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        return default
+    return v if lo <= v <= hi else default
+
+
+def _names(value) -> tuple[str, ...]:
+    """A list stored by QSettings: a list, one string (a single item), or nothing."""
+    if isinstance(value, str):
+        return (value,) if value else ()
+    if isinstance(value, (list, tuple)):
+        return tuple(v for v in value if isinstance(v, str) and v)
+    return ()
 
 
 def save_settings(store: QSettings, settings: AppSettings) -> None:
     for f in fields(AppSettings):
         value = getattr(settings, f.name)
-        store.setValue(f.name, QByteArray(value) if isinstance(value, bytes) else value)
+        if isinstance(value, bytes):
+            value = QByteArray(value)
+        elif isinstance(value, tuple):
+            value = list(value)
+        store.setValue(f.name, value)
     store.sync()

@@ -9,6 +9,8 @@ from typing import Mapping
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QLabel, QMessageBox, QWidget
 
+from engine.providers import BACKEND_TITLES
+
 STAGES = ("detect", "align", "model", "track", "smooth")
 LATENCY_SMOOTHING = 0.8  # weight of the past in each stage's running average
 
@@ -44,20 +46,27 @@ class LiveStats:
             return None
         return (len(self._arrivals) - 1) / (self._arrivals[-1] - self._arrivals[0])
 
-    def text(self, provider: str | None) -> str:
-        """'9.8 fps · detect 41 align 3 model 12 track 0 smooth 0 ms · dropped 0 · CPU'."""
+    def text(self, provider: str | None, playing: bool = True, live: bool = False,
+             recording_s: float | None = None) -> str:
+        """'● REC 0:12 · 9.8 fps · detect 41 align 3 model 12 track 0 smooth 0 ms · CPU'.
+
+        Only what is true now: fps while playing (not paused, ended, or on a still), dropped
+        frames for live sources (a file plays every frame), the recording's running time.
+        """
         parts = []
-        if self.fps is not None:
+        if recording_s is not None:
+            parts.append(f"● REC {int(recording_s) // 60}:{int(recording_s) % 60:02d}")
+        if playing and self.fps is not None:
             parts.append(f"{self.fps:.1f} fps")
         if self.stage_ms:
             parts.append(" ".join(f"{s} {self.stage_ms[s]:.0f}" for s in STAGES if s in self.stage_ms) + " ms")
-        parts.append(f"dropped {self.dropped}")
+        if live:
+            parts.append(f"dropped {self.dropped}")
         if provider:
             parts.append(provider.replace("ExecutionProvider", ""))
         return "  ·  ".join(parts)
 
 
-BACKEND_TITLES = {"auto": "Auto (best available)", "tensorrt": "TensorRT", "cuda": "CUDA", "cpu": "CPU"}
 
 
 def window_words(text: str) -> str:

@@ -39,7 +39,7 @@ from PySide6.QtCore import QObject, Qt, QThread, Signal, Slot
 from app.errors import error_sentence
 from engine.pipeline import EndReason, Pipeline, RunOutcome
 from engine.render import Renderer
-from engine.sources import Source, SourceError, open_source
+from engine.sources import ImageSource, Source, SourceError, open_source
 from engine.types import FrameResult
 from engine.write import VideoWriter
 
@@ -59,6 +59,7 @@ class SourceInfo:
     fps: float
     size_wh: tuple[int, int]
     frame_count: int | None
+    stills: bool = False  # an image or a folder of images (each its own scene)
 
 
 @dataclass(frozen=True, eq=False)
@@ -81,13 +82,21 @@ class PipelineWorker(QObject):
 
     def __init__(self, pipeline: Pipeline, source_spec, loop: bool = False, pace: bool = True,
                  renderer: Renderer | None = None,
-                 opener: Callable[..., Source] = open_source, open_guard_s: float = OPEN_GUARD_S) -> None:
+                 opener: Callable[..., Source] = open_source, open_guard_s: float = OPEN_GUARD_S,
+                 start_frame: int = 0, start_paused: bool = False, speed: float = 1.0) -> None:
+        """``start_frame``: where a file or folder starts (a seek); ``start_paused``: show the
+        first frame, then pause (a seek or step while paused); ``speed``: the pace of a file
+        relative to its own frame rate. ``renderer`` may be replaced at any time (the View
+        menu): each frame is drawn with the one in effect."""
         super().__init__()
         self.pipeline = pipeline
         self.source_spec = source_spec
         self.loop = loop
         self.pace = pace
         self.renderer = renderer or Renderer()
+        self.start_frame = start_frame
+        self.speed = speed
+        self._pause_after_emit = start_paused
         self._opener = opener
         self._open_guard_s = open_guard_s
         self._stop = threading.Event()
@@ -107,7 +116,15 @@ class PipelineWorker(QObject):
         self._resume.set()
 
     def set_paused(self, paused: bool) -> None:
-        (self._resume.clear if paused else self._resume.set)()
+        with self._lock:
+            self._pause_after_emit = False
+            (self._resume.clear if paused else self._resume.set)()
+
+    def step(self) -> None:
+        """Show the next frame, then pause again."""
+        with self._lock:
+            self._pause_after_emit = True
+            self._resume.set()
 
     @property
     def paused(self) -> bool:
@@ -127,6 +144,12 @@ class PipelineWorker(QObject):
         with self._lock:
             self._record_to = None
             self._close_writer()
+
+    @property
+    def recording_codec(self) -> str:
+        """The recording's FourCC ('avc1' is H.264, 'mp4v' MPEG-4 Part 2), '' when none."""
+        with self._lock:
+            return self._writer.fourcc if self._writer else ""
 
     @property
     def recording_path(self) -> Path | None:
@@ -162,7 +185,8 @@ class PipelineWorker(QObject):
 
         def work() -> None:
             try:
-                outcome = ("source", self._opener(self.source_spec, loop=self.loop))
+                extra = {"start_frame": self.start_frame} if self.start_frame else {}
+                outcome = ("source", self._opener(self.source_spec, loop=self.loop, **extra))
             except BaseException as e:  # noqa: BLE001 - handed to the worker
                 outcome = ("error", e)
             with lock:
@@ -200,7 +224,7 @@ class PipelineWorker(QObject):
             return RunOutcome(EndReason.STOPPED, str(self.source_spec), 0)
         try:
             info = SourceInfo(source.source_id, source.is_live, source.fps, tuple(source.size_wh),
-                              source.frame_count)
+                              source.frame_count, isinstance(source, ImageSource))
             self.source_info = info
             self.opened.emit(info)
             pace = self.pace and not source.is_live
@@ -219,6 +243,10 @@ class PipelineWorker(QObject):
                     image_bgr = self.renderer(result.frame.image_bgr, result.faces, spec)
                     self._record(image_bgr, info)
                     self._emit(result, image_bgr)
+                    with self._lock:
+                        if self._pause_after_emit:
+                            self._pause_after_emit = False
+                            self._resume.clear()
         finally:
             source.close()  # the pipeline closes it too; closing twice is harmless
         if self._stop.is_set() or run.outcome is None:
@@ -229,15 +257,15 @@ class PipelineWorker(QObject):
         now = time.monotonic()
         if clock is None:
             return now, media_s
-        delay = clock[0] + (media_s - clock[1]) - now
+        delay = clock[0] + (media_s - clock[1]) / max(0.01, self.speed) - now
         if delay > 0:
             self._stop.wait(delay)
             return clock
         return (now, media_s) if delay < -BEHIND_RESET_S else clock
 
     def _emit(self, result: FrameResult, image_bgr: np.ndarray) -> None:
-        with self._lock:
-            if self._in_flight >= MAX_FRAMES_IN_FLIGHT:
+        with self._lock:  # the frame a pause stops on is always shown
+            if self._in_flight >= MAX_FRAMES_IN_FLIGHT and not self._pause_after_emit:
                 self._skipped += 1
                 return
             self._in_flight += 1

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from engine.model import format_value
+from engine.tasks import format_value, task_kind
 from engine.modelspec import ModelSpec, TaskSpec
 from engine.types import Faces, TaskPrediction
 
@@ -57,7 +57,8 @@ def value_text(task: TaskSpec, pred: TaskPrediction, i: int, min_confidence: flo
     if min_confidence > 0 and np.isfinite(conf) and conf < min_confidence:
         return "?"
     text = format_value(task, pred, i)
-    if task.kind == "regression" and np.isfinite(conf) and conf > 0 and text != "?":
+    has_spread = f"{task.name}_spread" in task_kind(task.kind).optional_outputs(task)
+    if has_spread and np.isfinite(conf) and conf > 0 and text != "?":
         number, _, unit = text.partition(" ")
         text = f"{number}±{1.0 / conf - 1.0:.0f} {unit}".strip()
     return text
@@ -105,7 +106,7 @@ class Renderer:
         """Texts for face ``i``: '#id' (when shown) then one text per shown task."""
         head = f"#{int(faces.track_id[i])}" if self.show_track_ids and faces.track_id[i] >= 0 else ""
         parts = [value_text(t, faces.tasks[t.name], i, self.min_confidence) for t in spec.tasks
-                 if t.name in faces.tasks and t.kind != "landmarks" and t.name not in self.hidden_tasks]
+                 if t.name in faces.tasks and not task_kind(t.kind).has_points and t.name not in self.hidden_tasks]
         return ([head] if head else []) + parts
 
     def layout(self, size_wh: tuple[int, int], faces: Faces, spec: ModelSpec) -> list[Label]:
@@ -213,7 +214,7 @@ class Renderer:
 
 def _is_landmarks(spec: ModelSpec, name: str) -> bool:
     try:
-        return spec.task(name).kind == "landmarks"
+        return task_kind(spec.task(name).kind).has_points
     except KeyError:
         return False
 

@@ -112,6 +112,7 @@ class Source:
     frame_count: int | None = None
     size_wh: tuple[int, int] = (0, 0)
     source_id: str = ""
+    start_frame: int = 0  # the index of the first frame it yields (a seek)
 
     def __init__(self) -> None:
         self.end_reason: str | None = None  # why the stream stopped early, if it did
@@ -190,7 +191,9 @@ class CameraSource(Source):
 
 
 class VideoFileSource(Source):
-    def __init__(self, path: Path, loop: bool = False) -> None:
+    def __init__(self, path: Path, loop: bool = False, start_frame: int = 0) -> None:
+        """``start_frame``: the first frame played (0-based; the window's seek bar). A start
+        at or past the end plays the last frame."""
         super().__init__()
         self.path = path
         self.loop = loop
@@ -208,6 +211,28 @@ class VideoFileSource(Source):
         self.frame_count = int(count) if count and math.isfinite(count) and count > 0 else None
         h, w = first.shape[:2]
         self.size_wh = (w, h)
+        self.start_frame = 0
+        if start_frame > 0:
+            self._seek(start_frame if self.frame_count is None else min(start_frame, self.frame_count - 1))
+
+    def _seek(self, frame: int) -> None:
+        """Position on ``frame``: OpenCV seeks to the key frame before it and decodes up to
+        it, so the frame is exact; a seek the container refuses falls back to reading on."""
+        if self._cap.set(cv2.CAP_PROP_POS_FRAMES, frame) and int(self._cap.get(cv2.CAP_PROP_POS_FRAMES)) == frame:
+            ok, image = self._cap.read()
+            if ok and image is not None:
+                self._first, self.start_frame = image, frame
+                return
+        self._cap.release()  # read from the start up to the frame
+        self._cap = self._open()
+        at, image = -1, None
+        while at < frame:
+            ok, nxt = self._cap.read()
+            if not ok or nxt is None:
+                break
+            at, image = at + 1, nxt
+        if image is not None:
+            self._first, self.start_frame = image, at
 
     def _open(self) -> cv2.VideoCapture:
         with quiet_opencv():
@@ -228,10 +253,10 @@ class VideoFileSource(Source):
         return read + max(2, round(0.01 * self.frame_count)) <= self.frame_count
 
     def __iter__(self) -> Iterator[Frame]:
-        index = 0  # keeps counting across loops, so trackers and writers see one stream
+        index = self.start_frame  # keeps counting across loops, so trackers and writers see one stream
         offset_s = 0.0
         while not self._closed:
-            read = 0
+            read = self.start_frame if index == self.start_frame else 0
             last_s = 0.0
             while not self._closed:
                 image, self._first = self._first, None
@@ -268,10 +293,11 @@ class ImageSource(Source):
 
     fps = IMAGE_FPS
 
-    def __init__(self, label: str, paths: list[Path]) -> None:
+    def __init__(self, label: str, paths: list[Path], start_frame: int = 0) -> None:
         super().__init__()
         self.source_id = label
         self.paths = paths
+        self.start_frame = max(0, min(start_frame, len(paths) - 1))  # the first image shown (image browser)
         self.unreadable = []
         self.frame_count = len(paths)
         first = None
@@ -291,6 +317,8 @@ class ImageSource(Source):
         unreadable image skipped (and named in :attr:`unreadable`) shifts no other."""
         self.unreadable: list[Path] = []
         for index, p in enumerate(self.paths):
+            if index < self.start_frame:
+                continue
             if self._closed:
                 return
             image = _imread(p)
@@ -387,19 +415,35 @@ def _open_stream(path: Path, timeout_s: float | None) -> "VideoFileSource":
         ready, _, _ = select.select([fd], [], [], wait_s)
         if not ready:
             raise SourceError(f"{path}: delivered no data within {timeout_s:g} s (a pipe nobody writes to?)")
+        if _bytes_waiting(fd) == 0:  # readable but empty: the writer came and went (end of file)
+            raise SourceError(f"{path}: the pipe was closed by its writer without sending any data")
         return _open_within(str(path), lambda: VideoFileSource(path, loop=False), timeout_s)
     finally:
         os.close(fd)
+
+
+def _bytes_waiting(fd: int) -> int:
+    """Bytes ready to read on a pipe, without reading them (-1 where the system cannot tell)."""
+    try:
+        import fcntl
+        import termios
+
+        buf = fcntl.ioctl(fd, termios.FIONREAD, b"\0\0\0\0")
+        return int.from_bytes(buf, sys.byteorder, signed=True)
+    except (ImportError, OSError):
+        return -1
 
 
 def _is_image_path(path: Path) -> bool:
     return path.suffix.lower() in IMAGE_SUFFIXES
 
 
-def open_source(spec: str | int | Path, loop: bool = False, timeout_s: float | None = OPEN_TIMEOUT_S) -> Source:
+def open_source(spec: str | int | Path, loop: bool = False, timeout_s: float | None = OPEN_TIMEOUT_S,
+                start_frame: int = 0) -> Source:
     """Open a camera (int, digit string, 'camera:NAME'), a video file, an image or a folder.
 
     ``loop`` restarts a video file at its end (the GUI plays the bundled sample so).
+    ``start_frame`` starts a video file or a folder there (cameras and pipes ignore it).
     Cameras and pipes that deliver no first frame within ``timeout_s`` are given up.
     Raises :class:`SourceError` with one sentence naming the input and the reason.
     """
@@ -423,14 +467,14 @@ def open_source(spec: str | int | Path, loop: bool = False, timeout_s: float | N
                         key=lambda p: p.name)
         if not images:
             raise SourceError(f"{path}: the folder holds no images ({', '.join(IMAGE_SUFFIXES)})")
-        return ImageSource(str(path), images)
+        return ImageSource(str(path), images, start_frame=start_frame)
     if _is_stream(path):
         return _open_stream(path, timeout_s)
     if _is_image_path(path):
         return ImageSource(str(path), [path])
     if path.stat().st_size == 0:
         raise SourceError(f"{path}: the file is empty")
-    return VideoFileSource(path, loop=loop)
+    return VideoFileSource(path, loop=loop, start_frame=start_frame)
 
 
 def _open_camera_index(index: int) -> CameraSource:

@@ -18,9 +18,19 @@ def test_stats_give_rate_smoothed_latency_and_dropped_frames():
     assert stats.fps == pytest.approx(10.0)
     assert stats.stage_ms["model"] == pytest.approx(10.0)
     assert stats.stage_ms["detect"] == pytest.approx(0.8 * 40 + 0.2 * 90)  # one slow frame moves it a little
-    assert stats.text("CPUExecutionProvider") == "10.0 fps  ·  detect 50 model 10 ms  ·  dropped 1  ·  CPU"
+    assert stats.text("CPUExecutionProvider", live=True) == \
+        "10.0 fps  ·  detect 50 model 10 ms  ·  dropped 1  ·  CPU"
     stats.reset()
-    assert stats.text(None) == "dropped 0"
+    assert stats.text(None, live=True) == "dropped 0"
+
+
+def test_stats_say_only_what_is_true_now():
+    stats = LiveStats()
+    for k in range(5):
+        stats.add({"model": 10.0}, dropped=0, now_s=k * 0.1)
+    assert stats.text("CPUExecutionProvider") == "10.0 fps  ·  model 10 ms  ·  CPU"  # a file: no dropped count
+    assert stats.text("CPUExecutionProvider", playing=False) == "model 10 ms  ·  CPU"  # paused, ended, a still
+    assert stats.text(None, recording_s=72.4).startswith("● REC 1:12  ·  ")
 
 
 def test_source_specs_resolve_to_what_open_source_takes(tmp_path):
