@@ -90,9 +90,9 @@ def annotate_parser() -> argparse.ArgumentParser:
     add_detector_options(p)
     batch = p.add_argument_group(
         "batch mode (with --jobs or --cluster)",
-        "OUTDIR/manifest.jsonl gets a line per input as it finishes; a re-run skips inputs done "
-        "with the same size and mtime and retries failed ones. At the end all records are merged "
-        "into OUTDIR/records.csv and records.parquet (with pyarrow), needing --jsonl.")
+        "OUTDIR/manifest.jsonl gets a line per input as it finishes; a re-run skips inputs done\n"
+        "with the same size and mtime and retries failed ones. At the end the JSONL records\n"
+        "(--jsonl) are merged into OUTDIR/records.csv and records.parquet (with pyarrow).")
     batch.add_argument("--jobs", type=positive_int, default=None, metavar="N",
                        help="annotate N files at once, in N worker processes")
     batch.add_argument("--cluster", default=None, metavar="ray|auto|ray://HOST:PORT",

@@ -50,8 +50,8 @@ def connect(address: str) -> bool:
         return False
     kwargs = dict(include_dashboard=False, log_to_driver=False, configure_logging=False)
     try:
-        if address == "ray":
-            ray.init(**kwargs)
+        if address == "ray":  # "local": a new cluster even where one is running on this machine
+            ray.init(address="local", **kwargs)
         else:
             ray.init(address=address, **kwargs)
     except Exception as e:  # noqa: BLE001 - one line, naming the address

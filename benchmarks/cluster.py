@@ -72,7 +72,7 @@ def measure_ray(videos, out_dir: Path, config: PipelineConfig, workers: int, dis
     ray = import_ray()
     watch = LoadWatch()
     t0 = time.perf_counter()
-    ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    ray.init(address="local", num_cpus=workers, include_dashboard=False, log_to_driver=False, configure_logging=False)
     try:
         cluster_ms = (time.perf_counter() - t0) * 1e3
         remote = ray.remote(num_cpus=1)(Annotator)

@@ -25,7 +25,7 @@ def cluster(crash_marker):
     """A local Ray cluster with 2 CPUs (so 2 actors); its workers inherit the hook's variable."""
     before = os.environ.get(CRASH_ONCE_ENV)
     os.environ[CRASH_ONCE_ENV] = str(crash_marker)
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
     try:
         yield
     finally:
