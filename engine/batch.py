@@ -312,26 +312,28 @@ def merge_records(out_dir: str | Path, outputs_in_order: Sequence[Sequence[str]]
     return written
 
 
+POOL_RETRIES = 2  # a file whose worker process died is tried this many more times, in a new pool
+
+
 def run_pool(tasks: Sequence[FileTask], jobs: int, config: PipelineConfig,
              on_result: Callable[[FileResult], None], on_frames: Callable[[int], None]) -> bool:
     """Run ``tasks`` on ``jobs`` worker processes (spawned: no forked model or threads), each
     loading the model once; ``on_result`` is called in this process as each file finishes.
 
-    Returns True when interrupted (Ctrl+C / SIGTERM raised here as KeyboardInterrupt): the
-    files not started are dropped, and the running ones get SIGINT so their outputs end
-    as ``*.part.*``; their results still come to ``on_result``. A worker process that dies
-    fails its file (and, the pool being broken, the files after it) with a sentence.
+    A worker process that dies breaks the whole pool; the files it had not finished go to
+    a new pool (``annotate_one`` removes their dead attempts' ``*.part.*``), each at most
+    POOL_RETRIES times, then fail with a sentence. Returns True when interrupted (Ctrl+C /
+    SIGTERM raised here as KeyboardInterrupt): the files not started are dropped, and the
+    running ones get SIGINT so their outputs end as ``*.part.*``; their results still come
+    to ``on_result``.
     """
     import multiprocessing as mp
     import queue as queue_mod
-    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-    from concurrent.futures.process import BrokenProcessPool
 
     ctx = mp.get_context("spawn")
     frames_q = ctx.Queue()
-    pool = ProcessPoolExecutor(jobs, mp_context=ctx, initializer=init_worker, initargs=(config, frames_q))
-    futures = {pool.submit(run_in_worker, t): t for t in tasks}
-    pending = set(futures)
+    tries = {t.input: 0 for t in tasks}
+    todo = list(tasks)
     interrupted = False
 
     def drain() -> None:
@@ -340,16 +342,51 @@ def run_pool(tasks: Sequence[FileTask], jobs: int, config: PipelineConfig,
                 on_frames(frames_q.get_nowait())
 
     try:
+        while todo and not interrupted:
+            todo, interrupted = _one_pool(todo, jobs, config, ctx, frames_q, drain, on_result, tries)
+    finally:
+        drain()
+        frames_q.close()
+    return interrupted
+
+
+def _one_pool(tasks, jobs, config, ctx, frames_q, drain, on_result, tries) -> tuple[list[FileTask], bool]:
+    """One pool over ``tasks``: (the tasks to run again in a new pool, interrupted)."""
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+    from concurrent.futures.process import BrokenProcessPool
+
+    pool = ProcessPoolExecutor(min(jobs, len(tasks)), mp_context=ctx, initializer=init_worker,
+                               initargs=(config, frames_q))
+    futures = {pool.submit(run_in_worker, t): t for t in tasks}
+    pending = set(futures)
+    again: list[FileTask] = []
+    interrupted = False
+    try:
         while pending:
             try:
                 done, pending = wait(pending, timeout=0.25, return_when=FIRST_COMPLETED)
                 drain()
                 for fut in done:
-                    on_result(_pool_result(fut, futures[fut], BrokenProcessPool))
+                    task = futures[fut]
+                    try:
+                        result = fut.result()
+                    except BrokenProcessPool:
+                        if tries[task.input] < POOL_RETRIES and not interrupted:
+                            tries[task.input] += 1
+                            again.append(task)
+                            continue
+                        result = FileResult(task.input, task.name, "failed",
+                                            error=f"{task.input}: the worker process annotating it died "
+                                                  f"({tries[task.input] + 1} tries)")
+                    except Exception as e:  # noqa: BLE001 - one line naming the input
+                        result = FileResult(task.input, task.name, "failed",
+                                            error=f"{task.input}: {type(e).__name__}: {e}")
+                    on_result(result)
             except KeyboardInterrupt:
                 if interrupted:
                     continue
                 interrupted = True
+                again = []
                 for fut in pending:
                     fut.cancel()
                 for proc in list(getattr(pool, "_processes", {}).values()):  # no public handle
@@ -358,19 +395,7 @@ def run_pool(tasks: Sequence[FileTask], jobs: int, config: PipelineConfig,
                 pending = {f for f in pending if not f.cancelled()}
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
-        drain()
-        frames_q.close()
-    return interrupted
-
-
-def _pool_result(fut, task: FileTask, broken) -> FileResult:
-    try:
-        return fut.result()
-    except broken:
-        return FileResult(task.input, task.name, "failed",
-                          error=f"{task.input}: the worker process annotating it died")
-    except Exception as e:  # noqa: BLE001 - a model that cannot load in the worker, ...
-        return FileResult(task.input, task.name, "failed", error=f"{task.input}: {type(e).__name__}: {e}")
+    return ([] if interrupted else again), interrupted
 
 
 def result_from_entry(entry: dict, input_text: str) -> FileResult:
@@ -380,4 +405,4 @@ def result_from_entry(entry: dict, input_text: str) -> FileResult:
 
 
 __all__ = ["FileTask", "FileResult", "annotate_one", "worker_pipeline", "clean_parts", "init_worker",
-           "run_in_worker", "run_pool", "Manifest", "merge_records", "csv_columns"]
+           "run_in_worker", "run_pool", "POOL_RETRIES", "Manifest", "merge_records", "csv_columns"]

@@ -16,7 +16,7 @@ import pytest
 from tests.engine.scenes import make_scene
 
 from app.__main__ import main
-from engine.batch import MANIFEST_NAME, Manifest
+from engine.batch import CRASH_ONCE_ENV, MANIFEST_NAME
 
 VIDEOS = 4
 FRAMES = 12
@@ -190,3 +190,17 @@ def test_sigterm_with_jobs_2_ends_both_running_files_as_part_outputs_and_exits_1
         assert (out / f"long{i}.mp4.annotated.part.mp4").is_file()
         assert not (out / f"long{i}.mp4.jsonl").exists()
     assert not (out / MANIFEST_NAME).exists() or all(e["status"] != "done" for e in manifest_lines(out))
+
+
+def test_a_worker_process_killed_mid_file_is_retried_and_every_record_written_once(
+        videos, jobs1_out, tiny_model_path, tmp_path, monkeypatch, capsys):
+    marker = tmp_path / "crash-once"
+    marker.write_text("armed")  # the first worker to reach frame 3 of a file exits at once
+    monkeypatch.setenv(CRASH_ONCE_ENV, str(marker))  # the spawned workers inherit it
+    out = tmp_path / "out"
+    rc = annotate(videos, out, tiny_model_path, "--jobs", "2")
+    assert rc == 0, capsys.readouterr().err
+    assert not marker.exists()  # the hook fired: a worker process really died mid-file
+    assert records(out) == records(jobs1_out)
+    assert not list(out.glob("*.part*"))
+    assert sorted(Path(e["path"]).name for e in manifest_lines(out)) == [f"clip{i}.mp4" for i in range(VIDEOS)]
