@@ -140,7 +140,7 @@ class OutputsMixin:
             self._export_progress = None
 
     def _export_done(self, summary) -> None:
-        if self.sender() is not self.export_job:
+        if self.export_job is None:  # one export at a time: this is its end
             return
         out_dir = self.export_job.out_dir
         self._end_export()
@@ -150,7 +150,7 @@ class OutputsMixin:
             self.show_message(summary_sentence(summary, out_dir))
 
     def _export_failed(self, why: str) -> None:
-        if self.sender() is not self.export_job:
+        if self.export_job is None:
             return
         self._end_export()
         self.show_error("Export failed", why)

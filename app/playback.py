@@ -121,10 +121,7 @@ class PlaybackMixin:
             self._run.worker.set_paused(False)
             self.show_message(self._playing_text or "Playing")
             self._sync_controls()
-        elif self.last_shown is not None and self.seekbar.seekable() and \
-                self.seekbar.slider.value() < self.seekbar.slider.maximum():
-            self.seek(self.seekbar.slider.value() + 1, paused=False)  # go on from where it ended or stopped
-        else:
+        else:  # stopped or ended: from the start, as players do
             self.play_source(self.picker.current_spec())
 
     def pause(self) -> None:

@@ -242,11 +242,15 @@ class PipelineWorker(QObject):
                         clock = self._wait_for_media_time(clock, result.frame.timestamp_s)
                     image_bgr = self.renderer(result.frame.image_bgr, result.faces, spec)
                     self._record(image_bgr, info)
-                    self._emit(result, image_bgr)
-                    with self._lock:
-                        if self._pause_after_emit:
+                    with self._lock:  # a step or a paused seek: paused before the frame is seen
+                        hold = self._pause_after_emit
+                        if hold:
                             self._pause_after_emit = False
                             self._resume.clear()
+                    self._emit(result, image_bgr, force=hold)
+                    if self.paused:  # hold here, before the next result is asked for: the last
+                        self._resume.wait()  # frame of a file stays paused instead of ending the run
+                        clock = None
         finally:
             source.close()  # the pipeline closes it too; closing twice is harmless
         if self._stop.is_set() or run.outcome is None:
@@ -263,9 +267,10 @@ class PipelineWorker(QObject):
             return clock
         return (now, media_s) if delay < -BEHIND_RESET_S else clock
 
-    def _emit(self, result: FrameResult, image_bgr: np.ndarray) -> None:
-        with self._lock:  # the frame a pause stops on is always shown
-            if self._in_flight >= MAX_FRAMES_IN_FLIGHT and not self._pause_after_emit:
+    def _emit(self, result: FrameResult, image_bgr: np.ndarray, force: bool = False) -> None:
+        """Hand the frame to the UI unless it is busy; ``force``: the frame a pause stops on."""
+        with self._lock:
+            if self._in_flight >= MAX_FRAMES_IN_FLIGHT and not force:
                 self._skipped += 1
                 return
             self._in_flight += 1

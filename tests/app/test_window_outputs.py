@@ -42,6 +42,7 @@ def test_export_results_equal_the_clis_records(make_window, qtbot, short_clip, t
     job = window.export_to(short_clip, tmp_path / "gui", show_progress=False)
     with qtbot.waitSignal(job.done, timeout=120_000) as done:
         pass
+    qtbot.waitUntil(lambda: window.export_job is None)  # the window has taken the result
     summary = done.args[0]
     assert summary.ok and summary.frames == 30
     assert main(["annotate", str(short_clip), "-o", str(tmp_path / "cli"), "--jsonl", "--csv",
@@ -59,6 +60,7 @@ def test_a_cancelled_export_leaves_nothing_behind(make_window, qtbot, short_clip
     job.cancel()
     with qtbot.waitSignal(job.done, timeout=120_000) as done:
         pass
+    qtbot.waitUntil(lambda: window.export_job is None)
     assert done.args[0].interrupted
     assert [p.name for p in (tmp_path / "out").iterdir() if not p.name.startswith(".")] == []
     assert window.message() == "Export cancelled; nothing was kept."
