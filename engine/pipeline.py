@@ -34,6 +34,7 @@ from typing import Iterator
 import numpy as np
 
 from engine.align import Aligner
+from engine.background_detect import BackgroundDetector, merge_detections
 from engine.detect import DEFAULT_MIN_FACE, STILL_PAD, create_detector
 from engine.model import FaceAttrModel
 from engine.modelspec import ModelSpec
@@ -61,6 +62,7 @@ class PipelineConfig:
     shot_cuts: bool = True  # start a new scene at hard cuts (frame-difference test)
     precision: str = "auto"  # auto | int8 | fp32 (FaceAttrModel.load: auto = the .int8.onnx sibling on CPU)
     model_threads: int | None = None  # ONNX Runtime intra-op threads (None: its default, all cores)
+    background_detect: bool = False  # detect in a thread of its own; track every frame (see below)
 
 
 def _ms(t0: float) -> float:
@@ -80,6 +82,7 @@ class Pipeline:
         self.cuts = ShotCutDetector()
         self._since_detect = 0
         self._first = True  # the next frame starts a scene
+        self.background: BackgroundDetector | None = None  # engine/background_detect.py, when configured
 
     @classmethod
     def create(cls, config: PipelineConfig) -> "Pipeline":
@@ -88,7 +91,11 @@ class Pipeline:
                                    precision=config.precision)
         detector = create_detector(config.detector, config.upsample, config.min_face)
         aligner = Aligner.create(model.spec.alignment.chip_size, model.spec.alignment.padding)
-        return cls(config, model, detector, aligner)
+        pipeline = cls(config, model, detector, aligner)
+        if config.background_detect:
+            pipeline.background = BackgroundDetector(
+                lambda: create_detector(config.detector, config.upsample, config.min_face))
+        return pipeline
 
     @property
     def spec(self) -> ModelSpec:
@@ -109,6 +116,13 @@ class Pipeline:
         self.cuts.reset()
         self._since_detect = 0
         self._first = True
+        if self.background is not None:
+            self.background.reset()
+
+    def close(self) -> None:
+        """Stop the background detector's thread, if there is one."""
+        if self.background is not None:
+            self.background.close()
 
     def _new_scene(self) -> None:
         """End every track (ids keep counting): nothing carries over to the next scene."""
@@ -129,17 +143,28 @@ class Pipeline:
             self._new_scene()
         timings["scene"] = _ms(t)
         previous = self.tracker.predict()
-        detect = (new_scene or self.config.detect_every <= 1 or len(previous) == 0
-                  or self._since_detect >= self.config.detect_every - 1)
         t = time.perf_counter()
-        faces = self.detector(frame.image_bgr, pad=STILL_PAD if frame.still else 0.0) if detect else previous
+        if self.background is not None and not new_scene and not frame.still:
+            # the detector thread takes this frame if it is free; we go on with the tracks
+            self.background.submit(frame.index, frame.image_bgr)
+            done = self.background.take(frame.index)
+            detect = done is not None
+            faces = merge_detections(previous, done[1]) if detect else previous
+            followed = faces
+        else:
+            if new_scene and self.background is not None:
+                self.background.reset()
+            detect = (new_scene or self.config.detect_every <= 1 or len(previous) == 0
+                      or self._since_detect >= self.config.detect_every - 1)
+            faces = self.detector(frame.image_bgr, pad=STILL_PAD if frame.still else 0.0) if detect else previous
+            followed = None if detect else previous
         timings["detect"] = _ms(t)
         self._since_detect = 0 if detect else self._since_detect + 1
 
         t = time.perf_counter()
         faces, chips = self.aligner(frame.image_bgr, faces)
-        if not detect:
-            faces = _follow_landmarks(previous, faces)
+        if followed is not None:  # boxes from the last frame: move them with their landmarks
+            faces = _follow_landmarks(followed, faces)
         timings["align"] = _ms(t)
 
         t = time.perf_counter()
@@ -279,6 +304,14 @@ def _judgeable(signatures: np.ndarray, faces: Faces, size_wh: tuple[int, int]) -
     return np.where(inside[:, None], signatures, 0.0).astype(np.float32)
 
 
+def _centres(landmarks_xy: np.ndarray) -> np.ndarray:
+    """[N, 2] mean of each face's landmarks; NaN for a face without any (a new detection)."""
+    finite = np.isfinite(landmarks_xy).all(axis=2)
+    count = finite.sum(axis=1)[:, None]
+    total = np.where(finite[..., None], landmarks_xy, 0.0).sum(axis=1)
+    return np.where(count > 0, total / np.maximum(count, 1), np.nan)
+
+
 def _follow_landmarks(previous: Faces, faces: Faces) -> Faces:
     """Move tracked boxes with their faces: shift each box by how far its landmarks moved.
 
@@ -287,8 +320,8 @@ def _follow_landmarks(previous: Faces, faces: Faces) -> Faces:
     """
     if len(faces) == 0:
         return faces
-    old = np.nanmean(previous.landmarks_xy, axis=1) if len(previous) else np.zeros((0, 2))
-    new = np.nanmean(faces.landmarks_xy, axis=1)
+    old = _centres(previous.landmarks_xy)
+    new = _centres(faces.landmarks_xy)
     shift = np.where(np.isfinite(old) & np.isfinite(new), new - old, 0.0).astype(np.float32)
     return faces.replace(xyxy=faces.xyxy + np.concatenate([shift, shift], axis=1))
 
