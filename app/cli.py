@@ -51,6 +51,9 @@ def add_model_options(parser: argparse.ArgumentParser, remembered: bool = False)
                         help=f"FaceAttr ONNX model (default: {default}{default_model_path()})")
     parser.add_argument("--backend", choices=BACKENDS, default=None if remembered else "auto",
                         help=f"ONNX Runtime back-end: auto tries TensorRT, CUDA, then CPU (default: {default}auto)")
+    parser.add_argument("--precision", choices=("auto", "int8", "fp32"), default="auto",
+                        help="network precision: int8 runs the model's <name>.int8.onnx sibling, fp32 the file "
+                             "itself; auto uses int8 on the CPU when the sibling exists (default: auto)")
 
 
 def min_face_px(text: str) -> int:
@@ -105,7 +108,8 @@ def annotate_parser() -> argparse.ArgumentParser:
 
 def _config(args) -> PipelineConfig:
     return PipelineConfig(model_path=args.model or default_model_path(), backend=args.backend,
-                          detector=args.detector, detect_every=args.detect_every, min_face=args.min_face)
+                          detector=args.detector, detect_every=args.detect_every, min_face=args.min_face,
+                          precision=args.precision)
 
 
 class _ProgressBar:
