@@ -247,10 +247,38 @@ def write_predictions(path: Path, result: SplitResult) -> None:
             w.writerow([file] + [f"{result.truth[n][i]:g}" for n in names] + [f"{result.pred[n][i]:.4g}" for n in names])
 
 
+def save_engine_chips(folder: Path, made: Sequence[Chips], source: str) -> None:
+    """The chips --from-images made, as a chip cache (chips.npy + index.csv, training.chips' format) plus
+    source.json: a later ``--chips FOLDER`` scores another model on the very same engine chips,
+    without detecting again (detection costs minutes; the network seconds)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    status = {v: k for k, v in CACHE_REASONS.items()}
+    chips = np.concatenate([c.chips for c in made]) if made else np.zeros((0, 150, 150, 3), np.uint8)
+    np.save(folder / "chips.npy", chips)
+    with (folder / "index.csv").open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["file", "row", "status"])
+        row = 0
+        for c in made:
+            for s in c.samples:
+                w.writerow([s.file, row, "ok"])
+                row += 1
+            w.writerows([file, -1, status.get(reason, reason)] for file, reason in c.skipped.items())
+    (folder / "source.json").write_text(json.dumps({"source": source}))
+
+
+def cache_source(chips_dir: Path) -> str:
+    meta = Path(chips_dir) / "source.json"
+    if meta.is_file():
+        return f"chip cache {chips_dir}, saved by evaluate --save-chips from: {json.loads(meta.read_text())['source']}"
+    return f"chip cache {chips_dir}"
+
+
 def evaluate(model: Path, data: Path, protocol: str, out_dir: Path, chips_dir: Path | None = None,
              from_images: bool = False, splits: Sequence[str] | None = None, splits_dir: Path | None = None,
              attributes: Sequence[str] = ("Male", "Young"), backend: str = "auto", detector: str = "hog",
-             upsample: int = 0, progress: bool = True, command: str = "", flip_tta: bool = False) -> dict:
+             upsample: int = 0, progress: bool = True, command: str = "", flip_tta: bool = False,
+             save_chips: Path | None = None) -> dict:
     """Evaluate ``model`` on each split; write metrics.json, report.md, plots, predictions; return the metrics."""
     if protocol not in PROTOCOLS:
         raise EvaluateError(f"unknown protocol '{protocol}' (choose from: {', '.join(PROTOCOLS)})")
@@ -265,18 +293,22 @@ def evaluate(model: Path, data: Path, protocol: str, out_dir: Path, chips_dir: P
     image_dir = Path(data) / "img_align_celeba" if protocol == "celeba" and (Path(data) / "img_align_celeba").is_dir() \
         else Path(data)
     results, memo = [], Memo()
+    made: list[Chips] = []
     for split in splits:
         samples, loader_skipped = load_split(protocol, Path(data), split, splits_dir, attributes)
         todo = memo.todo(samples)
         if chips_dir is not None:
             memo.add(predictor, chips_from_cache(chips_dir, todo))
         else:
-            memo.add(predictor, chips_from_images(image_dir, todo, detector, upsample, progress))
+            made.append(chips_from_images(image_dir, todo, detector, upsample, progress))
+            memo.add(predictor, made[-1])
         result = evaluate_split(predictor, split, samples, loader_skipped, memo)
         write_predictions(out_dir / f"predictions_{split}.csv", result)
         results.append(result)
-    source = (f"chip cache {chips_dir}" if chips_dir is not None
-              else f"images, engine detect ({detector}, upsample {upsample}) + dlib-5 align")
+    source = (cache_source(chips_dir) if chips_dir is not None
+              else f"images, engine detect ({detector}, upsample {upsample}, still border) + dlib-5 align")
+    if save_chips is not None and made:
+        save_engine_chips(Path(save_chips), made, source)
     metrics = {
         "format": "faceattr-eval/1", "model": str(model), "model_name": predictor.name,
         "runtime": predictor.runtime, "data": str(data), "protocol": protocol, "source": source,
@@ -304,13 +336,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--backend", default="auto", help="ONNX Runtime backend for .onnx models (auto, cpu, cuda, tensorrt)")
     p.add_argument("--detector", default="hog", help="with --from-images: hog or cnn")
     p.add_argument("--upsample", type=int, default=0, help="with --from-images: detector upsampling")
+    p.add_argument("--save-chips", type=Path, help="with --from-images: keep the engine's chips as a cache in this folder "
+                   "(then --chips FOLDER scores other models on the same chips)")
     p.add_argument("-o", "--out", type=Path, required=True, help="report folder to write")
     args = p.parse_args(argv)
     command = "python -m training.evaluate " + " ".join(sys.argv[1:] if argv is None else argv)
     try:
         metrics = evaluate(args.model, args.data, args.protocol, args.out, args.chips, args.from_images,
                            (args.split,) if args.split else None, args.splits_dir, args.attributes, args.backend,
-                           args.detector, args.upsample, command=command, flip_tta=args.flip_tta)
+                           args.detector, args.upsample, command=command, flip_tta=args.flip_tta,
+                           save_chips=args.save_chips)
     except EvaluateError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

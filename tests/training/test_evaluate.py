@@ -161,3 +161,20 @@ def test_bad_inputs_give_one_clear_sentence(setup, tmp_path, capsys):
     assert "fake.onnx: not an ONNX model file" in capsys.readouterr().err
     with pytest.raises(EvaluateError, match="CelebA has no 'test_dedup' split"):
         evaluate(setup["onnx"], tmp_path, "celeba", tmp_path / "c", chips_dir=setup["cache"], splits=("test_dedup",))
+
+
+def test_saved_engine_chips_read_back_as_a_cache_with_the_same_chips_and_skip_reasons(tmp_path):
+    from training.data import Sample
+    from training.evaluate import Chips, cache_source, chips_from_cache, save_engine_chips
+
+    rng = np.random.default_rng(0)
+    a = Chips(rng.integers(0, 256, (2, 150, 150, 3), dtype=np.uint8), (Sample("a.jpg", {}), Sample("b.jpg", {})),
+              {"c.jpg": "no face found"})
+    b = Chips(rng.integers(0, 256, (1, 150, 150, 3), dtype=np.uint8), (Sample("d.jpg", {}),), {"e.jpg": "unreadable image"})
+    save_engine_chips(tmp_path / "engine", [a, b], "images, engine detect (hog)")
+    samples = [Sample(f, {}) for f in ("d.jpg", "c.jpg", "a.jpg", "e.jpg", "b.jpg")]
+    back = chips_from_cache(tmp_path / "engine", samples)
+    assert [s.file for s in back.samples] == ["d.jpg", "a.jpg", "b.jpg"]
+    assert np.array_equal(back.chips, np.concatenate([b.chips, a.chips]))
+    assert back.skipped == {"c.jpg": "no face found", "e.jpg": "unreadable image"}
+    assert cache_source(tmp_path / "engine").endswith("from: images, engine detect (hog)")
