@@ -69,7 +69,8 @@ def _int8_stale(int8_spec: ModelSpec, float_path: Path) -> str | None:
     """Why an INT8 file does not belong to ``float_path`` (None: it was quantized from it).
 
     ``training.quantize`` records the float file's SHA-256; after a new default model is exported
-    the old INT8 sibling must not silently keep serving the previous network."""
+    the old INT8 sibling must not silently keep serving the previous network. Hashing is paid once
+    per load, only when a sibling exists (23 MB: 95 ms measured at load average 12 on 2 cores)."""
     import hashlib
 
     want = int8_spec.training.get("source_sha256")
