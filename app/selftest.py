@@ -20,6 +20,7 @@ import numpy as np
 from app.errors import PROG, error_sentence
 from engine.assets import default_model_path, sample_video_path
 from engine.pipeline import EndReason, Pipeline, PipelineConfig
+from engine.tasks import task_kind
 from engine.render import Renderer
 from engine.sources import open_source
 from engine.types import FrameResult
@@ -56,7 +57,7 @@ def check_labels(result: FrameResult, spec) -> None:
         pred = faces.tasks.get(task.name)
         if pred is None or len(pred.value) != len(faces):
             raise SelfTestFailure(f"frame {result.frame.index}: task '{task.name}' is missing for its faces")
-        values = pred.points_xy if task.kind == "landmarks" else pred.value
+        values = pred.points_xy if task_kind(task.kind).has_points else pred.value
         if values is None or not np.all(np.isfinite(values)):
             raise SelfTestFailure(f"frame {result.frame.index}: task '{task.name}' has no finite value")
 

@@ -56,12 +56,7 @@ def value_text(task: TaskSpec, pred: TaskPrediction, i: int, min_confidence: flo
     conf = float(pred.confidence[i])
     if min_confidence > 0 and np.isfinite(conf) and conf < min_confidence:
         return "?"
-    text = format_value(task, pred, i)
-    has_spread = f"{task.name}_spread" in task_kind(task.kind).optional_outputs(task)
-    if has_spread and np.isfinite(conf) and conf > 0 and text != "?":
-        number, _, unit = text.partition(" ")
-        text = f"{number}±{1.0 / conf - 1.0:.0f} {unit}".strip()
-    return text
+    return format_value(task, pred, i)  # the kind's text ("34±6 y" with a spread: engine.tasks)
 
 
 @dataclass(frozen=True)

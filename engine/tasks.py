@@ -156,7 +156,13 @@ class Regression(TaskKind):
         return TaskPrediction(value=raw.reshape(n), confidence=confidence)
 
     def text(self, task, pred, i):
-        return _number_text(task, float(pred.value[i]))
+        """"34 y", or "34±6 y" when the model gives a spread (confidence = 1 / (1 + spread))."""
+        text = _number_text(task, float(pred.value[i]))
+        conf = float(pred.confidence[i])
+        if math.isfinite(conf) and conf > 0 and text != "?":
+            number, _, unit = text.partition(" ")
+            text = f"{number}±{1.0 / conf - 1.0:.0f} {unit}".strip()
+        return text
 
 
 @register_task_kind

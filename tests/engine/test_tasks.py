@@ -93,3 +93,11 @@ def test_faces_refuse_a_task_whose_rows_do_not_match_the_faces():
         faces.replace(tasks={"age": pred})
     with pytest.raises(ValueError, match="TaskPrediction.confidence has 2 rows, value has 3"):
         TaskPrediction(np.zeros(3, np.float32), np.zeros(2, np.float32))
+
+
+def test_a_regression_with_a_spread_is_labelled_value_plus_minus_spread():
+    spec = SPECS["regression"]
+    k = task_kind("regression")
+    with_spread = k.decode(spec, np.array([34.2], np.float32), {"age_spread": np.array([6.0])}, None, 150)
+    without = k.decode(spec, np.array([34.2], np.float32), {}, None, 150)
+    assert k.text(spec, with_spread, 0) == "34±6 y" and k.text(spec, without, 0) == "34 y"
