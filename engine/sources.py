@@ -10,7 +10,6 @@ after that thread has stopped: OpenCV captures are not safe to release mid-read.
 """
 from __future__ import annotations
 
-import contextlib
 import math
 import os
 import stat
@@ -24,6 +23,7 @@ from typing import Iterator
 import cv2
 import numpy as np
 
+from engine.cvlog import quiet_opencv
 from engine.types import Frame
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
@@ -42,17 +42,6 @@ class SourceError(RuntimeError):
 class CameraInfo:
     index: int
     name: str
-
-
-@contextlib.contextmanager
-def quiet_opencv():
-    """Silence OpenCV's own log while probing (a missing camera or encoder is not an error yet)."""
-    level = cv2.utils.logging.getLogLevel()
-    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
-    try:
-        yield
-    finally:
-        cv2.utils.logging.setLogLevel(level)
 
 
 def _camera_api() -> int:

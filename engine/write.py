@@ -32,7 +32,7 @@ import numpy as np
 from engine.modelspec import ModelSpec
 from engine.mp4 import is_complete, move_index_to_front
 from engine.records import face_records, task_columns
-from engine.sources import quiet_opencv
+from engine.cvlog import quiet_opencv
 from engine.types import FrameResult
 
 __all__ = ["WriteError", "VideoWriter", "JsonlWriter", "CsvWriter", "ImageWriter", "part_path",
