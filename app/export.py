@@ -114,9 +114,6 @@ class ExportJob(QObject):
     @Slot()
     def _run(self) -> None:
         def progress(done: int, total: int | None) -> None:
-            if self._cancel.is_set():
-                # annotate_file's own way to end early (Ctrl+C): outputs stay under temporary names
-                raise KeyboardInterrupt
             self.progress.emit(done, -1 if total is None else total)
 
         lock = OutputFolderLock(self.out_dir)
@@ -125,7 +122,7 @@ class ExportJob(QObject):
             lock.acquire()
             try:
                 summary = annotate_file(self.input_path, self.out_dir, self.config, jsonl=True, csv=True,
-                                        video=True, progress=progress)
+                                        video=True, progress=progress, stop=self._cancel)
             finally:
                 lock.release()
         except FolderInUseError as e:

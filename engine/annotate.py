@@ -16,6 +16,7 @@ another base (the CLI does for two inputs of the same name in different folders)
 from __future__ import annotations
 
 import contextlib
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -117,10 +118,12 @@ def _close_all(sinks: list) -> tuple[list[Path], str | None]:
 def annotate_file(input_path: str | Path, out_dir: str | Path, config: PipelineConfig | Pipeline,
                   jsonl: bool = True, csv: bool = False, video: bool = True,
                   progress: ProgressFn | None = None, renderer: Renderer | None = None,
-                  name: str | None = None) -> AnnotateSummary:
+                  name: str | None = None, stop: threading.Event | None = None) -> AnnotateSummary:
     """Annotate one video or image file (or a folder of images) into ``out_dir``.
 
     ``progress(done, total)`` is called after each frame (total None when unknown).
+    ``stop`` set from another thread ends the input like Ctrl+C does (``interrupted``,
+    outputs finished under their temporary names).
     A model that cannot be loaded from ``config`` raises (it is not a per-file problem).
     """
     t0 = time.perf_counter()
@@ -152,9 +155,11 @@ def annotate_file(input_path: str | Path, out_dir: str | Path, config: PipelineC
         except OSError as e:
             raise WriteError(f"{out_dir}: cannot create the output folder ({e.strerror or e})") from e
         sinks = _open_sinks(source, input_path, paths, pipeline.spec, video, jsonl, csv)
-        run = pipeline.run(source, live=False)
+        run = pipeline.run(source, live=False, stop=stop)
         with contextlib.closing(run):  # joins the capture thread even if a sink fails
             render_and_write(run, sinks, renderer if video else None, pipeline.spec, on_frame)
+        if run.outcome.reason is EndReason.STOPPED:
+            raise KeyboardInterrupt  # stopped from outside: the same ending as Ctrl+C
         end_reason = run.outcome.detail if run.outcome.reason is EndReason.TRUNCATED else None
         outputs, error = _close_all(sinks)
         sinks = []  # closed: nothing left to abort

@@ -184,3 +184,16 @@ def test_folder_of_images_gets_a_folder_of_annotated_images(pipeline, astronaut_
     for frame, region in her_face.items():
         assert any(centre_inside(r["box_xyxy"], region) for r in records if r["frame"] == frame)
     assert cv2.imread(str(out / "photos.annotated" / "b.png")).shape == astronaut_bgr.shape
+
+
+def test_a_stop_from_another_thread_ends_the_input_like_ctrl_c(pipeline, scene, tmp_path):
+    import threading
+
+    stop = threading.Event()
+    summary = annotate_file(scene.path, tmp_path / "out", pipeline, jsonl=True,
+                            progress=lambda done, total: stop.set() if done == 3 else None, stop=stop)
+    assert summary.interrupted and not summary.ok and 3 <= summary.frames < scene.frames
+    out = tmp_path / "out"
+    assert summary.outputs == [out / "walk.mp4.annotated.part.mp4", out / "walk.mp4.part.jsonl"]
+    assert len(read_all_frames(out / "walk.mp4.annotated.part.mp4")) == summary.frames  # finished, playable
+    assert not (out / "walk.mp4.jsonl").exists()
