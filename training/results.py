@@ -242,6 +242,25 @@ def render_table(table: Table, runs: dict[str, Run]) -> list[str]:
     return lines + [""] + notes + [""]
 
 
+def render_model_evals(runs_dir: Path) -> list[str]:
+    """Evaluations of model files that are not runs (``runs/_<name>/metrics.json``, e.g. the shipped
+    model scored by the same engine and command), so a new model is compared on the same footing."""
+    found = sorted(Path(runs_dir).glob("_*/metrics.json"))
+    if not found:
+        return []
+    lines = ["### Model files evaluated the same way", "",
+             "| model | CORAL test (engine) | test_dedup (engine) | faces evaluated (test) | command |", "|---|---|---|---|---|"]
+    for path in found:
+        m = json.loads(path.read_text())
+        splits = m.get("splits", {})
+        cells = [" / ".join(_fmt(k, [splits[s][k]] if splits.get(s, {}).get(k) is not None else []) for k in METRICS)
+                 for s in ("test", "test_dedup")]
+        test = splits.get("test", {})
+        lines.append(f"| `{m.get('model')}` | {cells[0]} | {cells[1]} | {test.get('evaluated')} of {test.get('listed')} "
+                     f"| `{m.get('command', '')}` |")
+    return lines + [""]
+
+
 def render(runs: dict[str, Run], runs_dir: Path) -> str:
     listed = {w[0] for t in TABLES for r in t.rows for w in row_runs(r, runs)}
     out = ["# Training results (generated)", "",
@@ -255,6 +274,7 @@ def render(runs: dict[str, Run], runs_dir: Path) -> str:
            "Several seeds: mean ± std. The thesis's figures are from seeds/003 (its own backbone).", ""]
     for table in TABLES:
         out += render_table(table, runs)
+    out += render_model_evals(runs_dir)
     others = [r for name, r in runs.items() if name not in listed]
     if others:
         out += ["### Other runs", "", "| run | preset | valid gender / race / age MAE | test (engine) | details |",

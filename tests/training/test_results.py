@@ -62,3 +62,16 @@ def test_a_run_without_a_log_is_not_a_result_and_a_missing_runs_folder_is_one_cl
     assert read_run(tmp_path / "runs" / "empty") is None
     assert main(["--runs", str(tmp_path / "nowhere"), "-o", str(tmp_path / "R.md")]) == 2
     assert "nowhere: no such folder of runs" in capsys.readouterr().err
+
+
+def test_model_files_scored_outside_runs_are_listed_with_their_command(tmp_path):
+    runs = tmp_path / "runs"
+    (runs / "_shipped").mkdir(parents=True)
+    (runs / "_shipped" / "metrics.json").write_text(json.dumps({
+        "model": "assets/models/faceattr-utkface.onnx", "command": "python -m training.evaluate X --from-images",
+        "splits": {"test": {"gender_acc": 0.98, "race_acc": 0.8624, "age_mae": 5.08, "evaluated": 3242, "listed": 3287},
+                   "test_dedup": {"gender_acc": 0.981, "race_acc": 0.8644, "age_mae": 5.06}}}))
+    out = tmp_path / "R.md"
+    assert main(["--runs", str(runs), "-o", str(out)]) == 0
+    assert ("| `assets/models/faceattr-utkface.onnx` | 98.00 / 86.24 / 5.08 | 98.10 / 86.44 / 5.06 | 3242 of 3287 "
+            "| `python -m training.evaluate X --from-images` |") in out.read_text()
