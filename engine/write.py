@@ -32,14 +32,12 @@ import numpy as np
 from engine.modelspec import ModelSpec
 from engine.mp4 import is_complete, move_index_to_front
 from engine.records import face_records, task_columns
-from engine.cvlog import quiet_opencv
+from engine.encoders import EncoderUnavailable, open_encoder
 from engine.types import FrameResult
 
 __all__ = ["WriteError", "VideoWriter", "JsonlWriter", "CsvWriter", "ImageWriter", "part_path",
            "face_records", "task_columns", "move_index_to_front"]
 
-FOURCCS = ("avc1", "mp4v")  # H.264 where this OpenCV build can encode it, else MPEG-4 part 2
-_failed_fourccs: set[str] = set()  # tried once per process: a failed try prints FFmpeg noise
 MIN_FREE_BYTES = 1 << 20  # the video sink stops with an error when less is left on the disk
 FREE_CHECK_EVERY = 16  # frames between free-space checks
 
@@ -260,7 +258,8 @@ def _fit(image_bgr: np.ndarray, size_wh: tuple[int, int]) -> np.ndarray:
 
 
 class VideoWriter(_Sink):
-    """An mp4 file: H.264 ('avc1') where OpenCV can encode it, else 'mp4v'.
+    """An mp4 file: H.264 through PyAV (or OpenCV where it can), else MPEG-4 part 2
+    (``engine/encoders.py``; ``codec`` says which).
 
     ``write`` takes the rendered image, or a FrameResult (with ``image_bgr``, or its own
     frame image). Frames of another size are letterboxed to ``size_wh``.
@@ -268,7 +267,6 @@ class VideoWriter(_Sink):
 
     def __init__(self, path: str | Path, fps: float, size_wh: tuple[int, int]) -> None:
         self.path = Path(path)
-        self.size_wh = (int(size_wh[0]), int(size_wh[1]))
         self.fps = float(fps) if fps and math.isfinite(fps) and fps > 0 else 30.0
         self.frames_written = 0
         self.part = self.part_path = part_path(self.path if self.path.suffix else self.path.with_suffix(".mp4"))
@@ -276,24 +274,14 @@ class VideoWriter(_Sink):
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as e:
             raise WriteError(f"{self.path}: cannot write ({_reason(e)})") from e
-        self._writer = None
-        self.fourcc = ""
-        for fourcc in FOURCCS:
-            if fourcc in _failed_fourccs:
-                continue
-            with quiet_opencv():  # a missing encoder is not an error yet
-                writer = cv2.VideoWriter(str(self.part), cv2.CAP_FFMPEG,
-                                         cv2.VideoWriter_fourcc(*fourcc), self.fps, self.size_wh)
-            if writer.isOpened():
-                self._writer, self.fourcc = writer, fourcc
-                break
-            writer.release()
-            _failed_fourccs.add(fourcc)
-        if self._writer is None:
-            _failed_fourccs.difference_update(FOURCCS)  # the folder may be the cause: retry next time
+        try:
+            self._writer = open_encoder(self.part, self.fps, (int(size_wh[0]), int(size_wh[1])))
+        except EncoderUnavailable as e:
             self.part.unlink(missing_ok=True)
-            raise WriteError(f"{self.path}: cannot write an mp4 video here "
-                             f"(no encoder among {', '.join(FOURCCS)} opened, or the folder is not writable)")
+            raise WriteError(f"{self.path}: cannot write an mp4 video here ({e}, or the folder is not "
+                             "writable)") from e
+        self.size_wh = self._writer.size_wh
+        self.fourcc, self.codec = self._writer.fourcc, self._writer.codec
 
     def write(self, image: np.ndarray | FrameResult, image_bgr: np.ndarray | None = None) -> None:
         if self._writer is None:
@@ -302,7 +290,10 @@ class VideoWriter(_Sink):
             image = image.frame.image_bgr if image_bgr is None else image_bgr
         if self.frames_written % FREE_CHECK_EVERY == 0:
             self._check_space()
-        self._writer.write(np.ascontiguousarray(_fit(image, self.size_wh)))
+        try:
+            self._writer.write(np.ascontiguousarray(_fit(image, self.size_wh)))
+        except Exception as e:  # noqa: BLE001 - PyAV raises its own errors (a full disk among them)
+            raise WriteError(f"{self.path}: cannot write ({_reason(e) if isinstance(e, OSError) else e})") from e
         self.frames_written += 1
 
     def _check_space(self) -> None:
@@ -318,7 +309,10 @@ class VideoWriter(_Sink):
         writer, self._writer = self._writer, None
         if writer is None:
             return self.part.exists() and is_complete(self.part)
-        writer.release()
+        try:
+            writer.release()
+        except Exception:  # noqa: BLE001 - an encoder that cannot finish (a full disk): the check says so
+            pass
         if not self.part.exists():
             return False
         try:

@@ -195,3 +195,18 @@ def test_moving_the_index_to_the_front_keeps_every_frame(tmp_path):
     assert move_index_to_front(path) is False  # already in front
     after = read_all_frames(path)
     assert len(after) == 10 and all(np.array_equal(a, b) for a, b in zip(before, after))
+
+
+def test_video_is_h264_that_opencv_reads_back(tmp_path):
+    pytest.importorskip("av", reason="PyAV (a dependency) brings the H.264 encoder")
+    path = tmp_path / "h264.mp4"
+    with VideoWriter(path, 30, (161, 121)) as w:  # odd sides: H.264 needs even ones (letterboxed)
+        for f in _frames(5, size_wh=(161, 121)):
+            w.write(f)
+    assert w.codec.startswith("H.264") and w.size_wh == (162, 122)
+    cap = cv2.VideoCapture(str(path))
+    fourcc = int(cap.get(cv2.CAP_PROP_FOURCC)).to_bytes(4, "little").decode().lower()
+    cap.release()
+    assert fourcc in ("avc1", "h264")
+    assert len(read_all_frames(path)) == 5
+    assert path.read_bytes()[4:8] == b"ftyp" and b"moov" in path.read_bytes()[:4096]  # index in front
