@@ -66,6 +66,7 @@ class Menus:
         self.open_model = self._action("Open model…", w.open_model_dialog, "Ctrl+M")
         self.record_dir = self._action("Recordings folder…", w.choose_record_dir)
         self.snapshot_dir = self._action("Snapshots folder…", w.choose_snapshot_dir)
+        self.preferences = self._action("Preferences…", w.preferences_dialog, QKeySequence.StandardKey.Preferences)
         self.fullscreen = self._action("Full screen", w.set_fullscreen, "F", None, True)
         self.quit = self._action("Quit", w.close, QKeySequence.StandardKey.Quit)
         self.view_boxes = self._action("Boxes", lambda on: w.set_view(show_boxes=on), None, None, True)
@@ -84,7 +85,7 @@ class Menus:
         for a in (self.snapshot, self.export):
             file_menu.addAction(a)
         file_menu.addSeparator()
-        for a in (self.record_dir, self.snapshot_dir):
+        for a in (self.preferences, self.record_dir, self.snapshot_dir):
             file_menu.addAction(a)
         file_menu.addSeparator()
         file_menu.addAction(self.quit)

@@ -15,6 +15,7 @@ from PySide6.QtWidgets import QFileDialog
 from app.about import about_markdown, card_markdown, markdown_dialog, shortcuts_markdown
 from app.errors import error_sentence
 from app.export import ExportJob, export_command, export_config, progress_dialog, save_snapshot, summary_sentence
+from app.preferences import PreferencesDialog
 from app.settings import SAMPLE_SOURCE, default_record_dir
 from app.source_picker import resolve_spec
 from engine.assets import default_model_path
@@ -37,6 +38,16 @@ class OutputsMixin:
             self.settings = self.settings.replace(record_dir=path)
             self._save()
             self.show_message(f"Recordings go to {path}")
+
+    def preferences_dialog(self, accept: bool | None = None) -> None:
+        """File ▸ Preferences…; ``accept`` (tests) answers the dialog without showing it."""
+        dialog = PreferencesDialog(self, self.settings, self.store.fileName())
+        if accept is None:
+            accept = dialog.exec() == PreferencesDialog.DialogCode.Accepted
+        if accept:
+            self.settings = dialog.chosen()
+            self._save()
+            self.show_message(f"Recordings go to {self.record_dir()}, snapshots to {self.snapshot_dir()}")
 
     def set_recording(self, on: bool) -> None:
         if not self.is_running():
