@@ -20,7 +20,7 @@ import cv2
 import dlib
 import numpy as np
 
-from tests.engine.scenes import FACES_PD
+from tests.engine.scenes import FACES_PD, write_video
 
 
 def have_portraits() -> bool:
@@ -142,9 +142,4 @@ def tight_crops(shrink: float = 0.1, size: int = 150) -> list[tuple[str, np.ndar
 
 
 def write_frames(path: Path, frames: list[np.ndarray], fps: float = 30.0) -> Path:
-    h, w = frames[0].shape[:2]
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
-    for f in frames:
-        writer.write(f)
-    writer.release()
-    return path
+    return write_video(path, frames, fps)
