@@ -426,7 +426,7 @@ def info_main(argv: list[str], out: TextIO | None = None, err: TextIO | None = N
     path = args.model or default_model_path()
     print(f"{'model:':13}{path}", file=out)
     try:
-        model = FaceAttrModel.load(path, backend=args.backend)
+        model = FaceAttrModel.load(path, backend=args.backend, precision=args.precision)
     except Exception as e:  # noqa: BLE001
         out.flush()
         print(error_line(e, str(path)), file=err)

@@ -220,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
     systems: dict[str, dict] = {}
     try:
         choice = choose_model(args.model, allow_standin=False)
-        model = FaceAttrModel.load(choice.path, backend="cpu")
+        model = FaceAttrModel.load(choice.path, backend="cpu", precision="fp32")
         pred, ms = faceattr_predictions(model, found.chips_rgb)
         systems["faceattr"] = {"title": f"FaceAttr ({model.spec.name})", "model": str(choice.path),
                                "fed": "engine.align chip (150x150, padding 0.25) -> FaceAttrModel, as the app runs it",

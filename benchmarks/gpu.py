@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     try:
         choice = choose_model(args.model, allow_standin=True)
-        model = FaceAttrModel.load(choice.path, backend=args.backend)
+        model = FaceAttrModel.load(choice.path, backend=args.backend, precision="fp32")
     except (FileNotFoundError, ModelLoadError, BackendUnavailableError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

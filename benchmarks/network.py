@@ -43,7 +43,7 @@ def measure_network(model_path: Path, crops: list[np.ndarray], batches=(1, 8, 32
                     warmup: int = 3, threads=(1, 2), peers: bool = True, spin_frame: np.ndarray | None = None,
                     log=print) -> dict:
     watch = LoadWatch()
-    probe = FaceAttrModel.load(model_path, backend="cpu")
+    probe = FaceAttrModel.load(model_path, backend="cpu", precision="fp32")
     aligner = Aligner.create(probe.spec.alignment.chip_size, probe.spec.alignment.padding)
     images, boxes, chips, landmarks = faces_and_chips(crops, aligner)
     reps_by_batch = {str(b): reps_for(b, reps) for b in batches}
@@ -51,7 +51,7 @@ def measure_network(model_path: Path, crops: list[np.ndarray], batches=(1, 8, 32
     def run_ours(when: str) -> dict[str, dict]:
         ours: dict[str, dict] = {}
         for t in threads:
-            model = FaceAttrModel.load(model_path, backend="cpu", intra_op_threads=t)
+            model = FaceAttrModel.load(model_path, backend="cpu", intra_op_threads=t, precision="fp32")
             rows = {}
             for b in batches:
                 batch = chips[np.arange(b) % len(chips)]

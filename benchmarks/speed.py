@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         choice = choose_model(args.model, allow_standin=True)
-        model = FaceAttrModel.load(choice.path, backend="cpu")
+        model = FaceAttrModel.load(choice.path, backend="cpu", precision="fp32")
     except (FileNotFoundError, ModelLoadError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

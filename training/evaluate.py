@@ -77,7 +77,7 @@ def onnx_predictor(path: Path, backend: str = "auto") -> Predictor:
     from engine.model import FaceAttrModel, ModelLoadError
 
     try:
-        model = FaceAttrModel.load(path, backend=backend)
+        model = FaceAttrModel.load(path, backend=backend, precision="fp32")  # the file named, never its INT8 sibling
     except (ModelLoadError, RuntimeError) as e:
         raise EvaluateError(str(e)) from e
 

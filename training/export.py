@@ -228,7 +228,7 @@ def engine_check(path: Path, chips: np.ndarray) -> list[str]:
     """Load through the engine and decode the batch; one line per task for the first chip."""
     from engine.model import FaceAttrModel, format_value
 
-    model = FaceAttrModel.load(path, backend="cpu")
+    model = FaceAttrModel.load(path, backend="cpu", precision="fp32")
     decoded = model.decode(model.predict_raw(chips))
     return [f"{t.name}: {format_value(t, decoded[t.name], 0)}" for t in model.spec.tasks]
 
