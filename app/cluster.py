@@ -1,4 +1,5 @@
-"""``annotate --cluster``: the batch on a Ray cluster, one actor per worker CPU.
+"""``annotate --cluster``: the batch on a Ray cluster, one actor per worker CPU (per GPU
+with ``--backend cuda`` or ``tensorrt``).
 
 Ray is an optional extra (``pip install -e '.[cluster]'``) and is imported only here,
 only when ``--cluster`` is given. Each actor loads the pipeline once and annotates one
@@ -78,6 +79,23 @@ def worker_cpus() -> int:
     return max(1, int(ray.cluster_resources().get("CPU", 1)))
 
 
+GPU_BACKENDS = ("cuda", "tensorrt")
+
+
+def actor_resources(config: PipelineConfig) -> tuple[dict, int]:
+    """What each actor reserves and how many actors the cluster holds: one per GPU (each
+    reserving that GPU) with a GPU backend, else one per CPU. A GPU backend on a cluster
+    with no GPU is an error in words (ONNX Runtime would refuse it on every worker)."""
+    ray = import_ray()
+    if config.backend in GPU_BACKENDS:
+        gpus = int(ray.cluster_resources().get("GPU", 0))
+        if gpus < 1:
+            raise ClusterError(f"--backend {config.backend} asks for GPU workers, but the Ray cluster has no GPU; "
+                               "use --backend cpu or auto, or add GPU nodes")
+        return {"num_cpus": 1, "num_gpus": 1}, gpus
+    return {"num_cpus": 1}, worker_cpus()
+
+
 def run_on_ray(tasks: Sequence[FileTask], config: PipelineConfig, on_result: Callable[[FileResult], None],
                workers: int | None = None) -> bool:
     """Annotate ``tasks`` on the connected cluster with ``workers`` actors (default: one per
@@ -90,8 +108,9 @@ def run_on_ray(tasks: Sequence[FileTask], config: PipelineConfig, on_result: Cal
 
     if not tasks:
         return False
-    n = min(workers or worker_cpus(), len(tasks))
-    remote = ray.remote(num_cpus=1, max_restarts=MAX_RESTARTS, max_task_retries=MAX_TASK_RETRIES)(Annotator)
+    resources, slots = actor_resources(config)
+    n = min(workers or slots, len(tasks))
+    remote = ray.remote(max_restarts=MAX_RESTARTS, max_task_retries=MAX_TASK_RETRIES, **resources)(Annotator)
     actors = [remote.remote(config) for _ in range(n)]
     queue = list(tasks)
     running: dict = {}  # ObjectRef -> (actor, task)

@@ -98,3 +98,12 @@ def test_a_worker_killed_mid_file_is_retried_and_every_record_written_once(
     entries = manifest_lines(out)
     assert sorted(Path(e["path"]).name for e in entries) == [f"clip{i}.mp4" for i in range(VIDEOS)]
     assert all(e["status"] == "done" for e in entries)
+
+
+def test_actors_take_a_cpu_each_and_a_gpu_backend_needs_gpu_nodes(cluster, tiny_model_path):
+    from app.cluster import ClusterError, actor_resources
+    from engine.pipeline import PipelineConfig
+
+    assert actor_resources(PipelineConfig(tiny_model_path, backend="cpu")) == ({"num_cpus": 1}, 2)
+    with pytest.raises(ClusterError, match="--backend cuda asks for GPU workers, but the Ray cluster has no GPU"):
+        actor_resources(PipelineConfig(tiny_model_path, backend="cuda"))
