@@ -60,11 +60,11 @@ def main(argv: list[str] | None = None) -> int:
             from app.cli import annotate_main
             return annotate_main(argv[1:])
         if argv and argv[0] == "info":
-            from app.cli import info_main
+            from app.info import info_main
             return info_main(argv[1:])
         args = gui_parser().parse_args(argv)
         if args.version:
-            from app.cli import versions
+            from app.info import versions
             print(f"{PROG} {versions()['faceattr']}")
             return 0
         if args.self_test:

@@ -172,7 +172,7 @@ class OutputsMixin:
         return markdown_dialog(self, "Keyboard shortcuts", shortcuts_markdown())
 
     def show_about(self):
-        from app.cli import versions
+        from app.info import versions
 
         p = self.pipeline
         path = Path(self.settings.model_path) if self.settings.model_path else default_model_path()

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-import queue
 import threading
 import time
 from dataclasses import dataclass
@@ -35,6 +34,7 @@ import numpy as np
 
 from engine.align import Aligner
 from engine.background_detect import BackgroundDetector, merge_detections
+from engine.capture import END, POLL_S, FrameQueue, Mailbox, capture
 from engine.detect import DEFAULT_MIN_FACE, STILL_PAD, create_detector
 from engine.model import FaceAttrModel
 from engine.modelspec import ModelSpec
@@ -45,7 +45,6 @@ from engine.track import IouTracker
 from engine.types import Faces, Frame, FrameResult
 
 FILE_QUEUE_FRAMES = 8
-_POLL_S = 0.05  # how often a waiting thread looks at the stop flags
 CAPTURE_JOIN_S = 5.0  # longest wait for a capture thread stuck in a read (a hung camera)
 
 
@@ -204,10 +203,10 @@ class Pipeline:
     def _frames(self, source: Source, live: bool | None, stop: threading.Event,
                 run: "PipelineRun") -> Iterator[FrameResult]:
         live = source.is_live if live is None else live
-        box: _Mailbox | _Queue = _Mailbox() if live else _Queue(FILE_QUEUE_FRAMES)
+        box: Mailbox | FrameQueue = Mailbox() if live else FrameQueue(FILE_QUEUE_FRAMES)
         pace = live and not source.is_live
         self.reset()
-        thread = threading.Thread(target=_capture, args=(source, box, pace), name="faceattr-capture",
+        thread = threading.Thread(target=capture, args=(source, box, pace), name="faceattr-capture",
                                   daemon=True)
         thread.start()
         stall_s = self.config.stall_timeout_s
@@ -217,7 +216,7 @@ class Pipeline:
         try:
             waiting_since = time.monotonic()
             while not stop.is_set():
-                item = box.get(_POLL_S)
+                item = box.get(POLL_S)
                 if item is None:
                     waited = time.monotonic() - waiting_since
                     if stall_s and waited > stall_s:
@@ -225,7 +224,7 @@ class Pipeline:
                         raise SourceError(f"{source.source_id}: stopped delivering frames "
                                           f"(none for {waited:.0f} s)")
                     continue
-                if item is _END:
+                if item is END:
                     reason = EndReason.FINISHED
                     break
                 if isinstance(item, BaseException):
@@ -324,121 +323,3 @@ def _follow_landmarks(previous: Faces, faces: Faces) -> Faces:
     new = _centres(faces.landmarks_xy)
     shift = np.where(np.isfinite(old) & np.isfinite(new), new - old, 0.0).astype(np.float32)
     return faces.replace(xyxy=faces.xyxy + np.concatenate([shift, shift], axis=1))
-
-
-# -- capture ------------------------------------------------------------------------------
-
-_END = object()
-
-
-def _capture(source: Source, box, pace: bool) -> None:
-    """Capture thread: source frames into ``box`` until the source ends or ``box`` closes."""
-    try:
-        t0 = time.perf_counter()
-        first_s = None
-        for frame in source:
-            if box.closed:
-                return
-            if pace:  # play a file in real time: wait until this frame's media time
-                first_s = frame.timestamp_s if first_s is None else first_s
-                wait = (frame.timestamp_s - first_s) - (time.perf_counter() - t0)
-                if wait > 0 and box.wait_closed(wait):
-                    return
-            if not box.put((frame, time.perf_counter())):
-                return
-        box.finish(_END)
-    except SourceError as e:
-        box.finish(e)
-    except Exception as e:  # a decoder or driver failure mid-stream
-        box.finish(SourceError(f"{source.source_id}: reading failed ({type(e).__name__}: {e})"))
-    finally:
-        if box.closed:  # the consumer has gone: nobody else may still be waiting to close it
-            source.close()
-
-
-class _Mailbox:
-    """One slot, newest wins. ``get`` returns (frame, t_captured, dropped since last get)."""
-
-    def __init__(self) -> None:
-        self._cond = threading.Condition()
-        self._item = None
-        self._dropped = 0
-        self._final = None
-        self.closed = False
-
-    def put(self, item) -> bool:
-        with self._cond:
-            if self.closed:
-                return False
-            if self._item is not None:
-                self._dropped += 1
-            self._item = item
-            self._cond.notify_all()
-            return True
-
-    def finish(self, final) -> None:
-        with self._cond:
-            self._final = final
-            self._cond.notify_all()
-
-    def get(self, timeout: float):
-        with self._cond:
-            if self._item is None and self._final is None:
-                self._cond.wait(timeout)
-            if self._item is not None:
-                (frame, t), dropped = self._item, self._dropped
-                self._item, self._dropped = None, 0
-                return frame, t, dropped
-            return self._final
-
-    def wait_closed(self, seconds: float) -> bool:
-        with self._cond:
-            self._cond.wait_for(lambda: self.closed, seconds)
-            return self.closed
-
-    def close(self) -> None:
-        with self._cond:
-            self.closed = True
-            self._cond.notify_all()
-
-
-class _Queue:
-    """Bounded FIFO, every frame in order; ``put`` waits while full (back-pressure)."""
-
-    def __init__(self, maxsize: int) -> None:
-        self._q: queue.Queue = queue.Queue(maxsize)
-        self._closed = threading.Event()
-
-    @property
-    def closed(self) -> bool:
-        return self._closed.is_set()
-
-    def put(self, item) -> bool:
-        frame, t = item
-        while not self.closed:
-            try:
-                self._q.put((frame, t, 0), timeout=_POLL_S)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def finish(self, final) -> None:
-        while not self.closed:
-            try:
-                self._q.put(final, timeout=_POLL_S)
-                return
-            except queue.Full:
-                continue
-
-    def get(self, timeout: float):
-        try:
-            return self._q.get(timeout=timeout)
-        except queue.Empty:
-            return None
-
-    def wait_closed(self, seconds: float) -> bool:
-        return self._closed.wait(seconds)
-
-    def close(self) -> None:
-        self._closed.set()

@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 import pytest
 
-from app.cli import info_parser
+from app.info import info_parser
 from engine.align import Aligner
 from engine.detect import HogDetector
 from engine.model import FaceAttrModel, ModelLoadError, int8_sibling
