@@ -33,11 +33,15 @@ class OutputsMixin:
         return Path(self.settings.record_dir or default_record_dir())
 
     def choose_record_dir(self) -> None:
-        path = QFileDialog.getExistingDirectory(self, "Recordings folder", str(self.record_dir()))
+        self._choose_folder("record_dir", "Recordings", self.record_dir())
+
+    def _choose_folder(self, setting: str, what: str, current: Path) -> None:
+        """Ask for a folder, remember it as ``setting`` and say where ``what`` now go."""
+        path = QFileDialog.getExistingDirectory(self, f"{what} folder", str(current))
         if path:
-            self.settings = self.settings.replace(record_dir=path)
+            self.settings = self.settings.replace(**{setting: path})
             self._save()
-            self.show_message(f"Recordings go to {path}")
+            self.show_message(f"{what} go to {path}")
 
     def preferences_dialog(self, accept: bool | None = None) -> None:
         """File ▸ Preferences…; ``accept`` (tests) answers the dialog without showing it."""
@@ -86,11 +90,7 @@ class OutputsMixin:
         return Path(self.settings.snapshot_dir) if self.settings.snapshot_dir else self.record_dir()
 
     def choose_snapshot_dir(self) -> None:
-        path = QFileDialog.getExistingDirectory(self, "Snapshots folder", str(self.snapshot_dir()))
-        if path:
-            self.settings = self.settings.replace(snapshot_dir=path)
-            self._save()
-            self.show_message(f"Snapshots go to {path}")
+        self._choose_folder("snapshot_dir", "Snapshots", self.snapshot_dir())
 
     def snapshot(self) -> tuple[Path, Path] | None:
         """Save the frame on screen (as drawn) as PNG and its faces as JSON, side by side."""

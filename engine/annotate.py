@@ -93,11 +93,10 @@ def _open_sinks(source, input_path: Path, paths: dict[str, Path], spec: ModelSpe
         if csv:
             sinks.append(CsvWriter(paths["csv"], spec))
     except BaseException:
-        for s in sinks:
-            s.abort()
-            for p in (s.part,):
-                with contextlib.suppress(OSError):
-                    p.unlink() if p.is_file() else None
+        for sink in sinks:  # a later sink failed to open: the earlier ones leave nothing behind
+            for p in sink.abort():
+                if p.is_file():
+                    p.unlink(missing_ok=True)
         raise
     return sinks
 

@@ -24,6 +24,7 @@ import cv2
 import numpy as np
 
 from engine.cvlog import quiet_opencv
+from engine.probe import video_problem
 from engine.types import Frame
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
@@ -332,11 +333,7 @@ def _imread(path: Path) -> np.ndarray | None:
 
 def _why_not_video(path: Path, opened: bool = False) -> str:
     """Why OpenCV could not decode ``path`` as a video, as precisely as a look at it tells."""
-    try:
-        from engine.probe import video_problem
-        why = video_problem(path)
-    except (ImportError, OSError):
-        why = None
+    why = video_problem(path)
     if why:
         return why
     if opened:
