@@ -5,26 +5,26 @@ emits ``track_selected(track id)`` (None when cleared): the window highlights th
 in the view, and the selection follows the track from frame to frame."""
 from __future__ import annotations
 
+from typing import Sequence
+
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QBrush, QColor
 from PySide6.QtWidgets import QAbstractItemView, QHeaderView, QTableWidget, QTableWidgetItem, QWidget
 
-from engine.model import format_value
 from engine.modelspec import ModelSpec
 from engine.render import track_color_bgr
 from engine.types import Faces
 
 
-def face_rows(faces: Faces, spec: ModelSpec) -> list[list[str]]:
-    """Each face as texts: '#id' then each task's value with its confidence."""
+def face_rows(faces: Faces, tasks: Sequence[str] | None = None) -> list[list[str]]:
+    """Each face as texts: '#id' then its label per task (``tasks``: the columns' task names,
+    by default the faces' own; a task the faces lack gives an empty cell)."""
+    tasks = tuple(faces.tasks) if tasks is None else tasks
     rows = []
     for i in range(len(faces)):
         tid = int(faces.track_id[i])
-        row = [f"#{tid}" if tid >= 0 else "–"]
-        for task in spec.tasks:
-            pred = faces.tasks.get(task.name)
-            row.append(format_value(task, pred, i) if pred is not None else "")
-        rows.append(row)
+        labels = faces.labels(i)
+        rows.append([f"#{tid}" if tid >= 0 else "–"] + [labels.get(name, "") for name in tasks])
     return rows
 
 
@@ -53,7 +53,7 @@ class FacePanel(QTableWidget):
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(0, 1, parent)
-        self._spec: ModelSpec | None = None
+        self._tasks: tuple[str, ...] = ()  # the task columns
         self._selected: int | None = None
         self.setHorizontalHeaderLabels(["face"])
         self.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
@@ -70,17 +70,21 @@ class FacePanel(QTableWidget):
         self.setMinimumWidth(260)
 
     def set_spec(self, spec: ModelSpec | None) -> None:
-        """Columns follow the model's tasks."""
-        self._spec = spec
-        names = ["face"] + ([t.name for t in spec.tasks] if spec else [])
+        """Columns follow the model's tasks (set when a model is loaded)."""
+        self._set_tasks(tuple(t.name for t in spec.tasks) if spec else ())
+
+    def _set_tasks(self, tasks: tuple[str, ...]) -> None:
+        self._tasks = tasks
+        names = ["face", *tasks]
         self.setRowCount(0)
         self.setColumnCount(len(names))
         self.setHorizontalHeaderLabels(names)
 
-    def show_faces(self, faces: Faces, spec: ModelSpec) -> None:
-        if spec is not self._spec:
-            self.set_spec(spec)
-        rows = face_rows(faces, spec)
+    def show_faces(self, faces: Faces) -> None:
+        """The faces of the latest frame, labelled by what they carry (``Faces.labels``)."""
+        if faces.tasks and tuple(faces.tasks) != self._tasks:
+            self._set_tasks(tuple(faces.tasks))  # faces of another model than the columns'
+        rows = face_rows(faces, self._tasks)
         self.setSortingEnabled(False)  # rows stay put while they are filled, then sort once
         self.blockSignals(True)
         self.setRowCount(len(rows))

@@ -318,7 +318,7 @@ class MainWindow(PlaybackMixin, OutputsMixin, QMainWindow):
             self._run.worker.renderer = renderer  # the worker draws the next frame with it
         if self.last_shown is not None and self.pipeline is not None and not (self.is_running() and not self.is_paused()):
             result = self.last_shown.result
-            self.shown_image = renderer(result.frame.image_bgr, result.faces, self.pipeline.spec)
+            self.shown_image = renderer(result.frame.image_bgr, result.faces)
             self.view.set_frame(self.shown_image)
 
     def set_fullscreen(self, on: bool) -> None:
@@ -346,7 +346,7 @@ class MainWindow(PlaybackMixin, OutputsMixin, QMainWindow):
         if not self._is_current(worker):
             return  # a late frame from a run already stopped
         self.view.set_frame(shown.image_bgr)
-        self.face_panel.show_faces(shown.result.faces, self.pipeline.spec)
+        self.face_panel.show_faces(shown.result.faces)
         self.seekbar.show_frame(shown.result.frame.index)
         first = self.last_shown is None
         self.last_shown = shown

@@ -25,8 +25,6 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from engine.tasks import format_value, task_kind
-from engine.modelspec import ModelSpec, TaskSpec
 from engine.types import Faces, TaskPrediction
 
 FONT = cv2.FONT_HERSHEY_SIMPLEX
@@ -50,13 +48,13 @@ def _text_bgr(background_bgr: tuple[int, int, int]) -> tuple[int, int, int]:
     return (0, 0, 0) if 0.299 * r + 0.587 * g + 0.114 * b > 140 else (255, 255, 255)
 
 
-def value_text(task: TaskSpec, pred: TaskPrediction, i: int, min_confidence: float = 0.0) -> str:
+def value_text(pred: TaskPrediction, i: int, min_confidence: float = 0.0) -> str:
     """One task's text for face ``i``: "female 97%", "34±6 y" (a regression with a spread
     output: the model's confidence is 1 / (1 + spread)), or "?" below ``min_confidence``."""
     conf = float(pred.confidence[i])
     if min_confidence > 0 and np.isfinite(conf) and conf < min_confidence:
         return "?"
-    return format_value(task, pred, i)  # the kind's text ("34±6 y" with a spread: engine.tasks)
+    return pred.text(i)  # the kind's text ("34±6 y" with a spread: engine.tasks)
 
 
 @dataclass(frozen=True)
@@ -78,7 +76,10 @@ class Label:
 
 @dataclass(frozen=True)
 class Renderer:
-    """Pipeline stage for display and video: ``renderer(image_bgr, faces, spec) -> new image``."""
+    """Pipeline stage for display and video: ``renderer(image_bgr, faces) -> new image``.
+
+    What a face is labelled with comes from the faces themselves: each prediction carries
+    its task (``Faces.tasks``, in the model's task order)."""
 
     text_height_frac: float = 0.028  # cap height of label text as a fraction of frame height
     min_text_px: int = 9
@@ -97,14 +98,15 @@ class Renderer:
         scale = cv2.getFontScaleFromHeight(FONT, text_px, thickness)
         return scale, thickness, max(1, round(frame_h / 300)), max(2, round(text_px * 0.35))
 
-    def label_lines(self, faces: Faces, spec: ModelSpec, i: int) -> list[str]:
-        """Texts for face ``i``: '#id' (when shown) then one text per shown task."""
+    def label_lines(self, faces: Faces, i: int) -> list[str]:
+        """Texts for face ``i``: '#id' (when shown) then one text per shown task (point tasks
+        are drawn as points, not written)."""
         head = f"#{int(faces.track_id[i])}" if self.show_track_ids and faces.track_id[i] >= 0 else ""
-        parts = [value_text(t, faces.tasks[t.name], i, self.min_confidence) for t in spec.tasks
-                 if t.name in faces.tasks and not task_kind(t.kind).has_points and t.name not in self.hidden_tasks]
+        parts = [value_text(pred, i, self.min_confidence) for name, pred in faces.tasks.items()
+                 if not pred.has_points and name not in self.hidden_tasks]
         return ([head] if head else []) + parts
 
-    def layout(self, size_wh: tuple[int, int], faces: Faces, spec: ModelSpec) -> list[Label]:
+    def layout(self, size_wh: tuple[int, int], faces: Faces) -> list[Label]:
         """Every labelled face's label, in face order (see the module's docstring)."""
         w, h = size_wh
         _, _, box_t, _ = self.sizes(h)
@@ -112,7 +114,7 @@ class Renderer:
         order = sorted(range(len(faces)), key=lambda i: (float(faces.xyxy[i][1]), float(faces.xyxy[i][0])))
         placed: list[Label] = []
         for i in order:
-            parts = self.label_lines(faces, spec, i)
+            parts = self.label_lines(faces, i)
             if parts:
                 placed.append(self._place(i, parts, boxes, [lb.rect for lb in placed], (w, h),
                                           track_color_bgr(int(faces.track_id[i]))))
@@ -172,7 +174,9 @@ class Renderer:
         spot = _least_overlap(v[6], v[7], (x0, y0, x1, y1), obstacles, w, h)
         return label(v, *spot, _leader((*spot, spot[0] + v[6], spot[1] + v[7]), boxes[i]))
 
-    def __call__(self, image_bgr: np.ndarray, faces: Faces, spec: ModelSpec) -> np.ndarray:
+    def __call__(self, image_bgr: np.ndarray, faces: Faces, spec=None) -> np.ndarray:
+        """``image_bgr`` with ``faces`` drawn on a copy. ``spec`` is not used (the faces carry
+        their tasks); it is accepted while benchmarks/ still pass the model's spec."""
         out = image_bgr.copy()
         h, w = out.shape[:2]
         box_t = self.sizes(h)[2]
@@ -189,12 +193,12 @@ class Renderer:
                 cv2.rectangle(out, (x0, y0), (x1, y1), color, box_t * (3 if highlighted else 1), cv2.LINE_AA)
             points = [faces.landmarks_xy[i]] if self.show_landmarks else []
             points += [p.points_xy[i] for n, p in faces.tasks.items()
-                       if p.points_xy is not None and n not in self.hidden_tasks and _is_landmarks(spec, n)]
+                       if p.has_points and n not in self.hidden_tasks]
             for pts in points:
                 for x, y in np.asarray(pts, np.float64):
                     if np.isfinite(x) and np.isfinite(y):
                         cv2.circle(out, (int(round(x)), int(round(y))), max(1, box_t), color, -1, cv2.LINE_AA)
-        for label in self.layout((w, h), faces, spec):
+        for label in self.layout((w, h), faces):
             lx0, ly0, lx1, ly1 = label.rect
             if label.leader is not None:
                 cv2.line(out, label.leader[0], label.leader[1], label.color_bgr, max(1, box_t), cv2.LINE_AA)
@@ -205,13 +209,6 @@ class Renderer:
                 cv2.putText(out, line, (lx0 + label.pad, baseline_y), FONT, label.font_scale, ink,
                             label.thickness, cv2.LINE_AA)
         return out
-
-
-def _is_landmarks(spec: ModelSpec, name: str) -> bool:
-    try:
-        return task_kind(spec.task(name).kind).has_points
-    except KeyError:
-        return False
 
 
 def _int_rect(xyxy) -> Rect:

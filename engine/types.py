@@ -68,6 +68,11 @@ class TaskPrediction:
     def __len__(self) -> int:
         return len(self.value)
 
+    @property
+    def has_points(self) -> bool:
+        """A point task's prediction (landmarks): drawn as points, not written as a label."""
+        return self.points_xy is not None
+
     def take(self, index: np.ndarray) -> "TaskPrediction":
         return TaskPrediction(
             value=self.value[index],

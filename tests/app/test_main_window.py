@@ -41,13 +41,13 @@ def test_labels_are_drawn_on_the_faces_in_the_view(make_window, qtbot):
     shown = window.last_shown  # what the view paints now (no event is processed before grab)
     grabbed = qimage_to_bgr(window.view.grab().toImage())
     assert window.last_shown is shown
-    faces, spec = shown.result.faces, window.pipeline.spec
+    faces = shown.result.faces
     fh, fw = shown.image_bgr.shape[:2]
     r = window.view.image_rect()
     s = r.width() / fw
     assert abs(r.height() / fh - s) < 0.01  # aspect ratio kept
     raw = shown.result.frame.image_bgr
-    labels = Renderer().layout((fw, fh), faces, spec)
+    labels = Renderer().layout((fw, fh), faces)
     assert len(labels) == len(faces) > 0
     for i, label in enumerate(labels):
         x0, y0, x1, y1 = label.rect

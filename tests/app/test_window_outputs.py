@@ -75,9 +75,9 @@ def test_view_menu_lists_the_models_tasks_and_hiding_one_redraws_without_it(make
     window.menus.task_actions[hidden].setChecked(False)
     assert window.settings.hidden_tasks == (hidden,)
     result = window.last_shown.result
-    expected = Renderer(hidden_tasks=frozenset({hidden}))(result.frame.image_bgr, result.faces, spec)
+    expected = Renderer(hidden_tasks=frozenset({hidden}))(result.frame.image_bgr, result.faces)
     assert np.array_equal(window.shown_image, expected)  # the paused frame is redrawn at once
-    assert not np.array_equal(window.shown_image, Renderer()(result.frame.image_bgr, result.faces, spec))
+    assert not np.array_equal(window.shown_image, Renderer()(result.frame.image_bgr, result.faces))
     window.menus.view_boxes.setChecked(False)
     assert window.renderer().show_boxes is False and window._run.worker.renderer.show_boxes is False
 
@@ -100,8 +100,7 @@ def test_selecting_a_face_in_the_panel_highlights_it(make_window, qtbot):
     window.face_panel.select_track(track)
     assert window._highlight == track and window.renderer().highlight_track == track
     result = window.last_shown.result
-    assert not np.array_equal(window.shown_image, Renderer()(result.frame.image_bgr, result.faces,
-                                                             window.pipeline.spec))
+    assert not np.array_equal(window.shown_image, Renderer()(result.frame.image_bgr, result.faces))
 
 
 def test_help_shows_the_loaded_models_card_and_versions(make_window, qtbot):

@@ -59,7 +59,7 @@ def group_photo(people: int = 7, height: int = 300) -> np.ndarray:
 def test_draws_the_box_on_a_copy_and_leaves_the_input_alone(model, astronaut_bgr):
     before = astronaut_bgr.copy()
     faces = _faces(model, [[180, 80, 270, 170]], [3])
-    out = Renderer()(astronaut_bgr, faces, model.spec)
+    out = Renderer()(astronaut_bgr, faces)
     assert np.array_equal(astronaut_bgr, before) and out is not astronaut_bgr
     colour = np.array(track_color_bgr(3))
     for y, x in ((125, 180), (125, 270), (80, 225), (170, 225)):  # middle of each edge
@@ -78,15 +78,15 @@ def test_label_says_track_id_and_every_task_from_the_models_probabilities(model)
         else:  # regression, expectation: whole years
             value = float(pred.probs[0] @ np.array(task.bins)) if task.kind == "expectation" else float(pred.value[0])
             expected.append(f"{value:.0f} y")
-    assert Renderer().label_lines(faces, model.spec, 0) == expected
+    assert Renderer().label_lines(faces, 0) == expected
 
 
 def test_value_below_the_minimum_confidence_shows_as_a_question_mark(model):
     faces = _faces(model, [[100, 100, 180, 180]], [1])
-    gender = model.spec.task("gender")
-    conf = float(faces.tasks["gender"].confidence[0])
-    assert value_text(gender, faces.tasks["gender"], 0, min_confidence=conf + 0.01) == "?"
-    assert value_text(gender, faces.tasks["gender"], 0, min_confidence=conf - 0.01).endswith("%")
+    gender = faces.tasks["gender"]
+    conf = float(gender.confidence[0])
+    assert value_text(gender, 0, min_confidence=conf + 0.01) == "?"
+    assert value_text(gender, 0, min_confidence=conf - 0.01).endswith("%")
 
 
 def test_age_shows_its_spread_when_the_model_gives_one(tmp_path):
@@ -94,14 +94,14 @@ def test_age_shows_its_spread_when_the_model_gives_one(tmp_path):
     faces = _faces(spread_model, [[100, 100, 180, 180]], [1])
     pred = faces.tasks["age"]
     spread = 1.0 / float(pred.confidence[0]) - 1.0  # the engine's confidence is 1 / (1 + spread)
-    assert value_text(spread_model.spec.task("age"), pred, 0) == f"{float(pred.value[0]):.0f}±{spread:.0f} y"
+    assert value_text(pred, 0) == f"{float(pred.value[0]):.0f}±{spread:.0f} y"
 
 
 def test_label_pixels_are_drawn_in_the_track_colour(model):
     image = np.full((480, 640, 3), 30, np.uint8)
     faces = _faces(model, [[250, 200, 330, 280]], [5])
-    (label,) = Renderer().layout((640, 480), faces, model.spec)
-    out = Renderer()(image, faces, model.spec)
+    (label,) = Renderer().layout((640, 480), faces)
+    out = Renderer()(image, faces)
     x0, y0, x1, y1 = label.rect
     patch = out[y0:y1, x0:x1]
     assert _share(patch, track_color_bgr(5), 10) > 0.5 and 1 - _share(patch, track_color_bgr(5), 60) > 0.03
@@ -114,7 +114,7 @@ def test_labels_stay_inside_the_frame_at_any_size(model, size_wh):
     corners = [[0, 0, s, s], [w - s, 0, w, s], [0, h - s, s, h], [w - s, h - s, w, h],
                [w / 2 - s / 2, h / 2 - s / 2, w / 2 + s / 2, h / 2 + s / 2]]
     faces = _faces(model, corners, [1, 2, 3, 4, 5])
-    labels = Renderer().layout(size_wh, faces, model.spec)
+    labels = Renderer().layout(size_wh, faces)
     assert len(labels) == 5
     for label in labels:
         x0, y0, x1, y1 = label.rect
@@ -124,8 +124,8 @@ def test_labels_stay_inside_the_frame_at_any_size(model, size_wh):
 
 def test_text_grows_with_the_frame(model):
     renderer = Renderer()
-    small = renderer.layout((320, 240), _faces(model, [[100, 100, 160, 160]], [1]), model.spec)[0]
-    large = renderer.layout((1920, 1080), _faces(model, [[600, 400, 960, 760]], [1]), model.spec)[0]
+    small = renderer.layout((320, 240), _faces(model, [[100, 100, 160, 160]], [1]))[0]
+    large = renderer.layout((1920, 1080), _faces(model, [[600, 400, 960, 760]], [1]))[0]
     assert small.text_height >= renderer.min_text_px
     assert large.text_height / small.text_height == pytest.approx(1080 / 240, rel=0.35)
 
@@ -135,10 +135,10 @@ def test_on_a_group_photo_no_label_covers_a_face_or_another_label(pipeline, scal
     image = group_photo()
     image = cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
     result = pipeline.process(Frame(image, 0, 0.0, "group.jpg", still=True))
-    faces, spec = result.faces, pipeline.spec
+    faces = result.faces
     assert len(faces) >= 5, f"the detector found {len(faces)} faces on the group photo"
     renderer = Renderer()
-    labels = renderer.layout((image.shape[1], image.shape[0]), faces, spec)
+    labels = renderer.layout((image.shape[1], image.shape[0]), faces)
     assert sorted(lb.face_index for lb in labels) == list(range(len(faces)))
     boxes = [tuple(float(v) for v in b) for b in faces.xyxy]
     for a in labels:
@@ -146,7 +146,7 @@ def test_on_a_group_photo_no_label_covers_a_face_or_another_label(pipeline, scal
             assert not _overlap(a.rect, box), f"label of face {a.face_index} covers face {j}"
         for b in labels:
             assert a is b or not _overlap(a.rect, b.rect), (a.rect, b.rect)
-    out = renderer(image, faces, spec)  # and the renderer draws exactly those rectangles
+    out = renderer(image, faces)  # and the renderer draws exactly those rectangles
     for label in labels:
         x0, y0, x1, y1 = label.rect
         assert _share(out[y0:y1, x0:x1], label.color_bgr, 10) > 0.4, label
@@ -158,21 +158,21 @@ def test_hidden_tasks_are_not_drawn(model):
     colour = track_color_bgr(5)
 
     def ink_width(renderer: Renderer) -> int:
-        out = renderer(image, faces, model.spec)
-        (label,) = renderer.layout((640, 480), faces, model.spec)
+        out = renderer(image, faces)
+        (label,) = renderer.layout((640, 480), faces)
         x0, y0, x1, y1 = label.rect
         ink = np.abs(out[y0:y1, x0:x1].astype(int) - np.array(colour)).max(axis=2) > 60
         cols = np.flatnonzero(ink.any(axis=0))
         return int(cols[-1] - cols[0])
 
     all_shown = ink_width(Renderer())
-    race = value_text(model.spec.task("race"), faces.tasks["race"], 0)
+    race = value_text(faces.tasks["race"], 0)
     scale, thickness, _, _ = Renderer().sizes(480)
     race_w = cv2.getTextSize(" · " + race, FONT, scale, thickness)[0][0]
     assert all_shown - ink_width(Renderer(hidden_tasks=frozenset({"race"}))) >= 0.8 * race_w
     # nothing hidden-only: with every task and the id hidden, only the box is drawn
     bare = Renderer(hidden_tasks=frozenset(t.name for t in model.spec.tasks), show_track_ids=False)
-    out = bare(image, faces, model.spec)
+    out = bare(image, faces)
     outside = np.ones((480, 640), bool)
     outside[195:286, 245:336] = False
     assert np.array_equal(out[outside], image[outside])
@@ -181,9 +181,9 @@ def test_hidden_tasks_are_not_drawn(model):
 def test_boxes_off_and_blurred_faces(model, astronaut_bgr):
     faces = _faces(model, [[180, 80, 270, 170]], [3])
     quiet = Renderer(show_boxes=False, show_track_ids=False, hidden_tasks=frozenset(t.name for t in model.spec.tasks))
-    assert np.array_equal(quiet(astronaut_bgr, faces, model.spec), astronaut_bgr)
+    assert np.array_equal(quiet(astronaut_bgr, faces), astronaut_bgr)
     blurred = Renderer(blur_faces=True, show_boxes=False, show_track_ids=False,
-                       hidden_tasks=frozenset(t.name for t in model.spec.tasks))(astronaut_bgr, faces, model.spec)
+                       hidden_tasks=frozenset(t.name for t in model.spec.tasks))(astronaut_bgr, faces)
     face, original = blurred[85:165, 185:265].astype(float), astronaut_bgr[85:165, 185:265].astype(float)
     detail = lambda a: np.abs(np.diff(a, axis=1)).mean()  # noqa: E731
     assert detail(face) < 0.5 * detail(original)  # the face is no longer recognisable
@@ -198,5 +198,5 @@ def test_colours_are_stable_and_differ_between_tracks():
 
 
 def test_no_faces_draws_nothing(model, astronaut_bgr):
-    out = Renderer()(astronaut_bgr, Faces(), model.spec)
+    out = Renderer()(astronaut_bgr, Faces())
     assert np.array_equal(out, astronaut_bgr) and out is not astronaut_bgr
