@@ -8,16 +8,18 @@ video widget). It prints one line and exits 0 on success, 1 with the reason othe
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TextIO
+from typing import Iterable, Iterator, TextIO
 
 import numpy as np
 
 from app.errors import PROG, error_sentence
+from engine.annotate import render_and_write
 from engine.assets import default_model_path, sample_video_path
 from engine.pipeline import EndReason, Pipeline, PipelineConfig
 from engine.tasks import task_kind
@@ -62,6 +64,13 @@ def check_labels(result: FrameResult, spec) -> None:
             raise SelfTestFailure(f"frame {result.frame.index}: task '{task.name}' has no finite value")
 
 
+def _checked(results: Iterable[FrameResult], spec) -> Iterator[FrameResult]:
+    """``results``, each checked (:func:`check_labels`) before it is rendered."""
+    for result in results:
+        check_labels(result, spec)
+        yield result
+
+
 def check_qt(image_bgr: np.ndarray) -> None:
     """Paint ``image_bgr`` with the app's video widget on Qt's offscreen platform and
     check the widget shows it (this fails when a bundle lacks Qt's platform plugins)."""
@@ -91,22 +100,22 @@ def run_self_test(model_path: Path | None = None, backend: str = "auto", frames:
     if not source.is_file():
         raise SelfTestFailure(f"{source}: the sample video is missing from this installation")
     pipeline = Pipeline.create(PipelineConfig(model_path=model_path or default_model_path(), backend=backend))
-    renderer = Renderer()
     n = face_frames = faces = 0
     rendered = None
+
+    def seen(result: FrameResult, image_bgr: np.ndarray | None) -> None:
+        nonlocal n, face_frames, faces, rendered
+        n += 1
+        if len(result.faces):
+            face_frames += 1
+            faces += len(result.faces)
+            rendered = image_bgr
+
     t0 = time.perf_counter()
     run = pipeline.run(open_source(source), live=False)
     with contextlib.closing(run) as results:
-        for result in results:
-            check_labels(result, pipeline.spec)
-            image = renderer(result.frame.image_bgr, result.faces, pipeline.spec)
-            if len(result.faces):
-                face_frames += 1
-                faces += len(result.faces)
-                rendered = image
-            n += 1
-            if n >= frames:
-                break
+        first = itertools.islice(results, max(1, frames))
+        render_and_write(_checked(first, pipeline.spec), [], Renderer(), seen, show=True)
     seconds = time.perf_counter() - t0
     if run.outcome is not None and run.outcome.reason is EndReason.TRUNCATED:
         raise SelfTestFailure(run.outcome.detail)

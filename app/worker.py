@@ -1,9 +1,11 @@
 """Capture and inference off the UI thread.
 
 :class:`PipelineWorker` is a QObject moved to a QThread. Its ``run`` opens the source,
-iterates the engine's ``Pipeline.run(source)`` generator, renders each result (the UI
-thread only turns the rendered image into a QImage) and emits it. The engine stays
-Qt-free: this module is the only bridge.
+iterates the engine's ``Pipeline.run(source)`` generator through the engine's one
+render-and-write loop (:func:`engine.annotate.render_and_write`: each result rendered
+once, handed to the recording, :class:`app.recording.Recorder`) and emits it (the UI
+thread only turns the rendered image into a QImage). The engine stays Qt-free: this
+module is the only bridge.
 
 - Camera -> live mode: the pipeline keeps only the newest frame (latency never builds up).
 - File -> file mode: the pipeline hands over every frame in order. Here the worker paces
@@ -31,17 +33,18 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterable, Iterator
 
 import numpy as np
 from PySide6.QtCore import QObject, Qt, QThread, Signal, Slot
 
 from app.errors import error_sentence
+from app.recording import Recorder
+from engine.annotate import render_and_write
 from engine.pipeline import EndReason, Pipeline, RunOutcome
 from engine.render import Renderer
 from engine.sources import ImageSource, Source, SourceError, open_source
-from engine.types import FrameResult
-from engine.write import VideoWriter
+from engine.types import Faces, FrameResult
 
 _POLL_S = 0.05  # how often a waiting worker looks at its stop flag
 # The longest a source may take to open. Openers time out on their own (cameras and pipes
@@ -102,11 +105,10 @@ class PipelineWorker(QObject):
         self._stop = threading.Event()
         self._resume = threading.Event()
         self._resume.set()
-        self._lock = threading.RLock()  # re-entrant: a 'recording' slot may query the worker
+        self._lock = threading.RLock()  # pause, step and the frames in flight
         self._in_flight = 0
         self._skipped = 0
-        self._writer: VideoWriter | None = None
-        self._record_to: Path | None = None
+        self._recorder = Recorder(self.recording.emit)
         self.source_info: SourceInfo | None = None
 
     # -- called from the UI thread ----------------------------------------------------
@@ -137,24 +139,19 @@ class PipelineWorker(QObject):
 
     def start_recording(self, path: Path) -> None:
         """Record the annotated stream to ``path`` from the next frame on."""
-        with self._lock:
-            self._record_to = Path(path)
+        self._recorder.start(path)
 
     def stop_recording(self) -> None:
-        with self._lock:
-            self._record_to = None
-            self._close_writer()
+        self._recorder.stop()
 
     @property
     def recording_codec(self) -> str:
         """The recording's FourCC ('avc1' is H.264, 'mp4v' MPEG-4 Part 2), '' when none."""
-        with self._lock:
-            return self._writer.fourcc if self._writer else ""
+        return self._recorder.codec
 
     @property
     def recording_path(self) -> Path | None:
-        with self._lock:
-            return self._writer.path if self._writer else self._record_to
+        return self._recorder.path
 
     # -- the worker thread ------------------------------------------------------------
 
@@ -168,9 +165,7 @@ class PipelineWorker(QObject):
             outcome = RunOutcome(EndReason.FAILED, str(self.source_spec), 0, why)
             self.error.emit(why)
         finally:
-            with self._lock:
-                self._record_to = None
-                self._close_writer()
+            self._recorder.stop()
             self.finished.emit(outcome)
 
     def _open(self) -> Source | None:
@@ -227,35 +222,44 @@ class PipelineWorker(QObject):
                               source.frame_count, isinstance(source, ImageSource))
             self.source_info = info
             self.opened.emit(info)
-            pace = self.pace and not source.is_live
-            spec = self.pipeline.spec
-            clock: tuple[float, float] | None = None  # (wall time, media time) of the pacing origin
+            self._recorder.fps = info.fps
             run = self.pipeline.run(source, stop=self._stop)
             with contextlib.closing(run) as results:
-                for result in results:
-                    if self.paused:
-                        self._resume.wait()
-                        clock = None
-                    if self._stop.is_set():
-                        break
-                    if pace:
-                        clock = self._wait_for_media_time(clock, result.frame.timestamp_s)
-                    image_bgr = self.renderer(result.frame.image_bgr, result.faces, spec)
-                    self._record(image_bgr, info)
-                    with self._lock:  # a step or a paused seek: paused before the frame is seen
-                        hold = self._pause_after_emit
-                        if hold:
-                            self._pause_after_emit = False
-                            self._resume.clear()
-                    self._emit(result, image_bgr, force=hold)
-                    if self.paused:  # hold here, before the next result is asked for: the last
-                        self._resume.wait()  # frame of a file stays paused instead of ending the run
-                        clock = None
+                played = self._paced(results, self.pace and not source.is_live)
+                render_and_write(played, [self._recorder], self._render, self._show, show=True)
         finally:
             source.close()  # the pipeline closes it too; closing twice is harmless
         if self._stop.is_set() or run.outcome is None:
             return RunOutcome(EndReason.STOPPED, info.source_id, 0)
         return run.outcome
+
+    def _paced(self, results: Iterable[FrameResult], pace: bool) -> Iterator[FrameResult]:
+        """``results`` as the user plays them: held while paused, ended by a stop, and (files)
+        released at the file's speed."""
+        clock: tuple[float, float] | None = None  # (wall time, media time) of the pacing origin
+        for result in results:
+            if self.paused:
+                self._resume.wait()
+                clock = None
+            if self._stop.is_set():
+                return
+            if pace:
+                clock = self._wait_for_media_time(clock, result.frame.timestamp_s)
+            yield result  # rendered, recorded and shown before the generator goes on
+            if self.paused:  # hold here, before the next result is asked for: the last
+                self._resume.wait()  # frame of a file stays paused instead of ending the run
+                clock = None
+
+    def _render(self, image_bgr: np.ndarray, faces: Faces) -> np.ndarray:
+        return self.renderer(image_bgr, faces)  # the renderer in effect now (the View menu swaps it)
+
+    def _show(self, result: FrameResult, image_bgr: np.ndarray) -> None:
+        with self._lock:  # a step or a paused seek: paused before the frame is seen
+            hold = self._pause_after_emit
+            if hold:
+                self._pause_after_emit = False
+                self._resume.clear()
+        self._emit(result, image_bgr, force=hold)
 
     def _wait_for_media_time(self, clock, media_s: float):
         now = time.monotonic()
@@ -276,36 +280,6 @@ class PipelineWorker(QObject):
             self._in_flight += 1
             skipped, self._skipped = self._skipped, 0
         self.result.emit(ShownFrame(result, image_bgr, skipped))
-
-    def _record(self, image_bgr: np.ndarray, info: SourceInfo) -> None:
-        with self._lock:
-            if self._record_to is not None and self._writer is None:
-                path, self._record_to = self._record_to, None
-                h, w = image_bgr.shape[:2]
-                try:
-                    self._writer = VideoWriter(path, info.fps, (w, h))
-                except Exception as e:  # noqa: BLE001 - reported, playback goes on
-                    self.recording.emit("failed", error_sentence(e, str(path)))
-                    return
-                self.recording.emit("started", str(path))
-            if self._writer is not None:
-                try:
-                    self._writer.write(image_bgr)
-                except Exception as e:  # noqa: BLE001
-                    self.recording.emit("failed", error_sentence(e, str(self._writer.path)))
-                    self._close_writer()
-
-    def _close_writer(self) -> None:
-        """Finish the recording (caller holds the lock)."""
-        writer, self._writer = self._writer, None
-        if writer is None:
-            return
-        try:
-            writer.close()
-        except Exception as e:  # noqa: BLE001
-            self.recording.emit("failed", error_sentence(e, str(writer.path)))
-            return
-        self.recording.emit("saved", str(writer.path))
 
 
 class WorkerThread:

@@ -22,11 +22,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
+import numpy as np
+
 from engine.modelspec import ModelSpec
 from engine.pipeline import EndReason, Pipeline, PipelineConfig
 from engine.render import Renderer
 from engine.sources import ImageSource, SourceError, open_source
-from engine.types import FrameResult
+from engine.types import Faces, FrameResult
 from engine.write import CsvWriter, ImageWriter, JsonlWriter, VideoWriter, WriteError, image_suffix
 
 ProgressFn = Callable[[int, "int | None"], None]
@@ -65,17 +67,25 @@ def output_paths(input_path: str | Path, out_dir: str | Path, name: str | None =
             "csv": out_dir / f"{base}.csv"}
 
 
-def render_and_write(results: Iterable[FrameResult], sinks: Sequence, renderer: Renderer | None,
-                     spec: ModelSpec, on_frame: Callable[[FrameResult], None] | None = None) -> None:
-    """The one render-then-write loop: each result rendered once (when a visual sink wants
-    it) and handed to every sink."""
-    visual = renderer is not None and any(isinstance(s, (VideoWriter, ImageWriter)) for s in sinks)
+RenderFn = Callable[[np.ndarray, Faces], np.ndarray]  # a Renderer, or what calls the one in effect
+FrameFn = Callable[[FrameResult, "np.ndarray | None"], None]
+
+
+def render_and_write(results: Iterable[FrameResult], sinks: Sequence, renderer: RenderFn | None,
+                     on_frame: FrameFn | None = None, show: bool = False) -> None:
+    """The one render-then-write loop (annotate, the window's worker, the self-test).
+
+    Each result is rendered once, when a sink is ``visual`` (wants the drawn frame) or the
+    caller shows it (``show``), handed to every sink (``sink.write(result, image_bgr)``),
+    then to ``on_frame(result, image_bgr)`` (``image_bgr`` None when nothing was drawn).
+    """
+    draw = renderer is not None and (show or any(s.visual for s in sinks))
     for result in results:
-        image_bgr = renderer(result.frame.image_bgr, result.faces, spec) if visual else None
+        image_bgr = renderer(result.frame.image_bgr, result.faces) if draw else None
         for sink in sinks:
             sink.write(result, image_bgr)
         if on_frame is not None:
-            on_frame(result)
+            on_frame(result, image_bgr)
 
 
 def _open_sinks(source, input_path: Path, paths: dict[str, Path], spec: ModelSpec,
@@ -142,7 +152,7 @@ def annotate_file(input_path: str | Path, out_dir: str | Path, config: PipelineC
     outputs: list[Path] = []
     end_reason = None
 
-    def on_frame(result: FrameResult) -> None:
+    def on_frame(result: FrameResult, image_bgr: np.ndarray | None) -> None:
         counts["frames"] += 1
         counts["faces"] += len(result.faces)
         if progress is not None:
@@ -156,7 +166,7 @@ def annotate_file(input_path: str | Path, out_dir: str | Path, config: PipelineC
         sinks = _open_sinks(source, input_path, paths, pipeline.spec, video, jsonl, csv)
         run = pipeline.run(source, live=False, stop=stop)
         with contextlib.closing(run):  # joins the capture thread even if a sink fails
-            render_and_write(run, sinks, renderer if video else None, pipeline.spec, on_frame)
+            render_and_write(run, sinks, renderer if video else None, on_frame)
         if run.outcome.reason is EndReason.STOPPED:
             raise KeyboardInterrupt  # stopped from outside: the same ending as Ctrl+C
         end_reason = run.outcome.detail if run.outcome.reason is EndReason.TRUNCATED else None

@@ -1,7 +1,7 @@
 """Sinks: where results go (the annotated video or images, JSONL, CSV), one interface for all.
 
 Every sink has ``write(result, image_bgr=None)`` (``image_bgr``: the rendered frame, for
-the visual sinks), ``close()`` and ``abort()``, and is a context manager:
+the sinks whose ``visual`` is true), ``close()`` and ``abort()``, and is a context manager:
 
 - a sink writes under a temporary name (``x.part.mp4``, ``x.mp4.part.jsonl``,
   ``x.annotated.part/``) and only :meth:`close` gives the output its final name, after
@@ -59,6 +59,7 @@ def _reason(e: OSError) -> str:
 class _Sink:
     path: Path
     part: Path
+    visual = False  # wants the rendered frame (engine.annotate.render_and_write renders it once)
 
     def write(self, result: FrameResult, image_bgr: np.ndarray | None = None) -> None:
         raise NotImplementedError
@@ -198,6 +199,8 @@ class ImageWriter(_Sink):
     """Annotated images: one file for an image input, a folder for a folder of images
     (each image under its own name)."""
 
+    visual = True
+
     def __init__(self, path: str | Path, folder: bool) -> None:
         self.path = Path(path)
         self.folder = folder
@@ -264,6 +267,8 @@ class VideoWriter(_Sink):
     ``write`` takes the rendered image, or a FrameResult (with ``image_bgr``, or its own
     frame image). Frames of another size are letterboxed to ``size_wh``.
     """
+
+    visual = True
 
     def __init__(self, path: str | Path, fps: float, size_wh: tuple[int, int]) -> None:
         self.path = Path(path)
