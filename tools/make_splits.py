@@ -8,8 +8,10 @@ From ``DATA/coral/utk_{train,test}.csv`` (CORAL, copied byte for byte) and the i
 - ``coral_train80.csv`` / ``coral_valid20.csv``: the CORAL train rows split 80/20 by seed 0;
 - ``coral_test_dedup.csv``: the CORAL test rows minus the files byte-identical (SHA-256) to
   a CORAL train file;
+- ``full_test.csv``: the CORAL test files plus 25 % (seed 0) of the other faces under 21 or
+  over 60 (the CORAL test holds ages 21-60 only);
 - ``full_train80.csv`` / ``full_valid20.csv``: every other image of the folder (all ages),
-  except CORAL test files and files byte-identical to one, split 80/20 by seed 0;
+  except the full test files and files byte-identical to one, split 80/20 by seed 0;
 - ``SOURCES.md`` with the source of each file and the counts.
 """
 from __future__ import annotations
@@ -26,9 +28,19 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
 from training.data import (  # noqa: E402
-    SPLIT_SEED, SPLITS_DIR, DataError, file_hashes, list_images, read_split_csv, split_train_valid, write_split_csv)
+    CORAL_AGES, SPLIT_SEED, BadNameError, parse_utkface_name, SPLITS_DIR, DataError, file_hashes, list_images, read_split_csv, split_train_valid, write_split_csv)
 
 CORAL_COLUMNS = ("", "file", "age")
+FULL_EXTRA_TEST_SHARE = 0.25  # of the faces under 21 or over 60, held out for the full protocol's test
+
+
+def _age(name: str) -> int:
+    """The age in a UTKFace name; a name without labels counts as inside 21-60, so it stays in the
+    train/valid lists, where the loader counts and skips it."""
+    try:
+        return parse_utkface_name(name)[0]
+    except BadNameError:
+        return CORAL_AGES[0]
 
 SOURCES = """# UTKFace protocol files
 
@@ -38,11 +50,12 @@ read by `training.data.load_utkface`. They hold file names and CORAL age codes o
 | file | rows | what |
 |---|---|---|
 | `utk_train.csv` | {n_train} | CORAL train split, copied unchanged |
-| `utk_test.csv` | {n_test} | CORAL test split, copied unchanged (the `test` split of both protocols) |
+| `utk_test.csv` | {n_test} | CORAL test split, copied unchanged (the `test` split of protocol `coral`) |
 | `coral_train80.csv` | {n_train80} | protocol `coral` train: rows of `utk_train.csv`, shuffled by `numpy.random.default_rng({seed})`, first floor(0.8 n) |
 | `coral_valid20.csv` | {n_valid20} | protocol `coral` valid: the remaining rows of `utk_train.csv` |
 | `coral_test_dedup.csv` | {n_dedup} | `utk_test.csv` minus {n_removed} files byte-identical (SHA-256) to a `utk_train.csv` file ({n_groups} duplicate groups cross the train/test boundary) |
-| `full_train80.csv` | {n_full_train} | protocol `full` train: all ages, 80 % (seed {seed}) of the {n_rest} images that are neither CORAL test files nor byte-identical to one |
+| `full_test.csv` | {n_full_test} | protocol `full` test: the CORAL test files (ages 21-60) and {n_extra} faces under 21 or over 60, {extra_share} % (seed {seed}) of the {n_outside} such images that are neither CORAL test files nor byte-identical to one |
+| `full_train80.csv` | {n_full_train} | protocol `full` train: all ages, 80 % (seed {seed}) of the {n_rest} remaining images (not in `full_test.csv`, nor byte-identical to a file there: {n_extra_dups} such copies left out) |
 | `full_valid20.csv` | {n_full_valid} | protocol `full` valid: the other 20 % |
 
 CSV columns: CORAL's own (unnamed index, `file`, `age` = real age - 21) for the CORAL-derived
@@ -118,14 +131,25 @@ def make(data: Path, out: Path, seed: int = SPLIT_SEED) -> dict[str, int]:
 
     test_hashes = {hashes[f] for f in test_files}
     rest = [{"file": f} for f in on_disk if f not in test_files and hashes[f] not in test_hashes]
-    full_train, full_valid = split_train_valid(rest, seed)
+    # The CORAL test holds ages 21-60 only; the full protocol's test adds a share of the
+    # younger and older faces, held out with every byte-identical copy.
+    outside = [r for r in rest if not CORAL_AGES[0] <= _age(r["file"]) <= CORAL_AGES[1]]
+    _, extra = split_train_valid(outside, seed, train_share=1 - FULL_EXTRA_TEST_SHARE)
+    extra_hashes = {hashes[r["file"]] for r in extra}
+    extra_files = {r["file"] for r in extra}
+    rest_after = [r for r in rest if r["file"] not in extra_files and hashes[r["file"]] not in extra_hashes]
+    full_train, full_valid = split_train_valid(rest_after, seed)
     write_split_csv(out / "full_train80.csv", full_train, ("file",))
     write_split_csv(out / "full_valid20.csv", full_valid, ("file",))
+    full_test = [{"file": r["file"]} for r in test_rows] + sorted(extra, key=lambda r: r["file"])
+    write_split_csv(out / "full_test.csv", full_test, ("file",))
 
     counts = dict(
         n_train=len(train_rows), n_test=len(test_rows), n_train80=len(train80), n_valid20=len(valid20),
         n_dedup=len(dedup), n_removed=len(test_rows) - len(dedup), n_groups=crossing,
-        n_full_train=len(full_train), n_full_valid=len(full_valid), n_rest=len(rest),
+        n_full_train=len(full_train), n_full_valid=len(full_valid), n_rest=len(rest_after),
+        n_full_test=len(full_test), n_extra=len(extra), n_outside=len(outside),
+        extra_share=round(100 * FULL_EXTRA_TEST_SHARE), n_extra_dups=len(rest) - len(rest_after) - len(extra),
         n_full_excluded=sum(1 for f in on_disk if f not in test_files and hashes[f] in test_hashes),
         n_test_internal=test_internal, n_images=len(on_disk), seed=seed,
     )

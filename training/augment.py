@@ -8,8 +8,8 @@ Each augmentation is registered (``@register_augment(name)``) as a function
 from torch's global RNG (seeded and checkpointed by the fit loop, so a resumed run draws
 the same numbers). ``create_augmenter`` keeps the ones the config switches on, in
 registry order: geometry first (flip, then one affine resample for scale + rotation +
-shift), then photometric (brightness, contrast, saturation), then degradation (blur,
-downscale).
+shift), then photometric (brightness, contrast, saturation, low light, greyscale), then
+degradation (blur, downscale, occlusion).
 
 The geometric part is one ``affine_grid`` + ``grid_sample`` on the whole batch: the chip
 is already aligned by the engine (eyes and mouth at fixed places), so the jitter stays
@@ -93,6 +93,25 @@ def saturation(x: torch.Tensor, cfg: AugmentConfig) -> torch.Tensor:
     return (x - gray) * _uniform(len(x), 1 - cfg.saturation, 1 + cfg.saturation, x).view(-1, 1, 1, 1) + gray
 
 
+@register_augment("low_light", lambda c, flip: c.low_light > 0)
+def low_light(x: torch.Tensor, cfg: AugmentConfig) -> torch.Tensor:
+    """A dim webcam on a random share ``cfg.low_light`` of the chips: gamma U(1.5, 2.5) darkens
+    the mid-tones, then sensor noise (sigma 4 grey levels) on the dark image."""
+    n = len(x)
+    pick = (torch.rand(n, device=x.device) < cfg.low_light).view(-1, 1, 1, 1)
+    gamma = _uniform(n, 1.5, 2.5, x).view(-1, 1, 1, 1)
+    dark = 255 * (x.clamp(0, 255) / 255) ** gamma + torch.randn_like(x) * 4
+    return torch.where(pick, dark, x)
+
+
+@register_augment("grey", lambda c, flip: c.grey > 0)
+def grey(x: torch.Tensor, cfg: AugmentConfig) -> torch.Tensor:
+    """Greyscale (a monochrome or IR camera) on a random share ``cfg.grey`` of the chips."""
+    g = (x * torch.tensor([0.299, 0.587, 0.114], dtype=x.dtype, device=x.device).view(1, 3, 1, 1)).sum(1, keepdim=True)
+    pick = (torch.rand(len(x), device=x.device) < cfg.grey).view(-1, 1, 1, 1)
+    return torch.where(pick, g.expand_as(x), x)
+
+
 def _gaussian_kernels(sigma: torch.Tensor, radius: int) -> torch.Tensor:
     t = torch.arange(-radius, radius + 1, dtype=sigma.dtype, device=sigma.device)
     k = torch.exp(-0.5 * (t[None, :] / sigma[:, None]) ** 2)
@@ -125,6 +144,23 @@ def downscale(x: torch.Tensor, cfg: AugmentConfig) -> torch.Tensor:
     y = F.interpolate(small, size=(h, w), mode="bilinear", align_corners=False)
     pick = torch.rand(n, device=x.device) < cfg.downscale
     return torch.where(pick.view(-1, 1, 1, 1), y, x)
+
+
+@register_augment("occlude", lambda c, flip: c.occlude > 0)
+def occlude(x: torch.Tensor, cfg: AugmentConfig) -> torch.Tensor:
+    """Partial occlusion (a hand, a mug, a microphone) on a random share ``cfg.occlude`` of the
+    chips: one rectangle of 15-35 % of each side, at a random place, filled with one random grey."""
+    n, _, h, w = x.shape
+    rh = (_uniform(n, 0.15, 0.35, x) * h).long().view(-1, 1)
+    rw = (_uniform(n, 0.15, 0.35, x) * w).long().view(-1, 1)
+    y0 = (torch.rand(n, 1, device=x.device) * (h - rh)).long()
+    x0 = (torch.rand(n, 1, device=x.device) * (w - rw)).long()
+    rows = torch.arange(h, device=x.device).view(1, -1)
+    cols = torch.arange(w, device=x.device).view(1, -1)
+    inside = (((rows >= y0) & (rows < y0 + rh)).view(n, 1, h, 1) & ((cols >= x0) & (cols < x0 + rw)).view(n, 1, 1, w))
+    pick = (torch.rand(n, device=x.device) < cfg.occlude).view(-1, 1, 1, 1)
+    fill = _uniform(n, 0, 255, x).view(-1, 1, 1, 1)
+    return torch.where(inside & pick, fill, x)
 
 
 class Augmenter:

@@ -42,6 +42,16 @@ class MemorySplit:
         return cls(stems, {k: v.float() for k, v in sd.targets.items()}, stem_views=stems.shape[1],
                    random_view=random_view and stems.shape[1] > 1)
 
+    @classmethod
+    def concat(cls, splits: list["MemorySplit"]) -> "MemorySplit":
+        """Chip splits of several datasets as one (targets must cover the same tasks)."""
+        if len(splits) == 1:
+            return splits[0]
+        if any(s.stem_views for s in splits):
+            raise ValueError("only chip splits can be joined")
+        return cls(torch.cat([s.inputs for s in splits]),
+                   {k: torch.cat([s.targets[k] for s in splits]) for k in splits[0].targets})
+
     def __len__(self) -> int:
         return len(self.inputs)
 

@@ -25,10 +25,12 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True)
 class DataConfig:
-    dataset: str = "utkface"  # utkface | celeba
+    dataset: str = "utkface"  # utkface | celeba | mtfl | utkface+mtfl (partial labels: each sample trains the tasks it has)
     protocol: str = "coral"  # utkface: coral | full
     image_dir: str = ""  # the dataset's image folder (command line: --data)
     chips_dir: str = ""  # the chip cache of that folder (command line: --chips)
+    mtfl_dir: str = ""  # utkface+mtfl: the MTFL folder (command line: --mtfl); mtfl alone uses image_dir
+    mtfl_chips: str = ""  # utkface+mtfl: its chip cache, from training.mtfl_chips (command line: --mtfl-chips)
     splits_dir: str = ""  # utkface: folder of the protocol's split CSVs; "" = the shipped training/splits/
     attributes: tuple[str, ...] = ("Male", "Young")  # celeba: the attributes that become tasks
     flip: bool = True  # random horizontal flips of training chips
@@ -43,6 +45,7 @@ class ModelConfig:
     dropout: float = 0.3
     tasks: tuple[str, ...] = ()  # which of the dataset's tasks to learn; () = all
     age_kind: str = "regression"  # utkface age: regression (0..1 of its range) | expectation (one bin per year)
+    init_from: str = ""  # a training checkpoint (.pt) whose weights start the run where names and shapes match
 
 
 @dataclass(frozen=True)
@@ -99,6 +102,9 @@ class AugmentConfig:
     blur_sigma: float = 1.5
     downscale: float = 0.0  # share of chips down- and up-scaled (to U(downscale_min, 1) of the side): a cheap JPEG/low-res stand-in
     downscale_min: float = 0.5
+    low_light: float = 0.0  # share of chips darkened (gamma U(1.5, 2.5)) with sensor noise
+    grey: float = 0.0  # share of chips turned greyscale
+    occlude: float = 0.0  # share of chips with a grey rectangle of 15-35 % of each side over part of the face
 
 
 @dataclass(frozen=True)
@@ -133,7 +139,7 @@ class Config:
 _SECTIONS = {"data": DataConfig, "model": ModelConfig, "optim": OptimConfig, "weighting": WeightingConfig,
              "freeze": FreezeConfig, "speed": SpeedConfig, "augment": AugmentConfig, "loss": LossConfig}
 _ALIASES = {("weighting", "lambda"): "lam"}
-_CHOICES = {("data", "dataset"): ("utkface", "celeba"), ("data", "protocol"): ("coral", "full"),
+_CHOICES = {("data", "dataset"): ("utkface", "celeba", "mtfl", "utkface+mtfl"), ("data", "protocol"): ("coral", "full"),
             ("model", "age_kind"): ("regression", "expectation"),
             ("weighting", "kind"): ("loss_weight_layer", "equal", "uncertainty", "dynamic"),
             ("speed", "device"): ("auto", "cpu", "cuda"), ("speed", "bf16"): ("off", "auto", "always"),

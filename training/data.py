@@ -40,14 +40,15 @@ CORAL_AGE_OFFSET = 21  # CORAL CSV age = real age - 21
 SPLIT_SEED = 0
 TRAIN_SHARE = 0.8
 
-# Which shipped file holds which split of which protocol. Under ``full`` every file that is a
-# CORAL test file, or byte-identical to one, is kept out of train/valid, so its test split has
-# no duplicate in training and ``test_dedup`` is the same list as ``test``.
+# Which shipped file holds which split of which protocol. Under ``full`` the test split is the
+# CORAL test plus a quarter of the faces under 21 or over 60 (tools/make_splits.py); every
+# test file and every byte-identical copy of one is kept out of train/valid, so its test split
+# has no duplicate in training and ``test_dedup`` is the same list as ``test``.
 SPLIT_FILES = {
     "coral": {"train": "coral_train80.csv", "valid": "coral_valid20.csv",
               "test": "utk_test.csv", "test_dedup": "coral_test_dedup.csv"},
     "full": {"train": "full_train80.csv", "valid": "full_valid20.csv",
-             "test": "utk_test.csv", "test_dedup": "utk_test.csv"},
+             "test": "full_test.csv", "test_dedup": "full_test.csv"},
 }
 
 
@@ -402,7 +403,8 @@ class ChipDataset(torch.utils.data.Dataset):
     Samples without a chip in the cache (no face found, unreadable image, not cached) are
     dropped and counted: ``dropped`` (total) and ``dropped_reasons`` (reason -> count).
     ``flip`` mirrors each chip left-right with probability 0.5 (torch's RNG, so DataLoader
-    workers seed it). ``rows`` and ``targets`` (task -> float32 [N]) are exposed for callers
+    workers seed it). A task a sample has no label for gets the target NaN, which the losses
+    and metrics skip (``training.losses.labelled``); ``labelled`` counts the labels per task. ``rows`` and ``targets`` (task -> float32 [N]) are exposed for callers
     that precompute features over the whole set.
     """
 
@@ -425,11 +427,10 @@ class ChipDataset(torch.utils.data.Dataset):
             raise DataError(f"{cache.folder}: none of the {len(samples)} samples has a chip in this cache "
                             f"({', '.join(f'{r}: {n}' for r, n in sorted(reasons.items()))})")
         self.targets: dict[str, np.ndarray] = {}
-        for t in self.tasks:
-            missing = next((s.file for s in kept if t.name not in s.targets), None)
-            if missing is not None:
-                raise DataError(f"{missing}: no target for task '{t.name}'")
-            self.targets[t.name] = np.array([scale_target(t, s.targets[t.name]) for s in kept], np.float32)
+        for t in self.tasks:  # a sample without a label for a task gets NaN there (partial labels)
+            self.targets[t.name] = np.array([scale_target(t, s.targets[t.name]) if t.name in s.targets else np.nan
+                                             for s in kept], np.float32)
+        self.labelled = {name: int(np.isfinite(v).sum()) for name, v in self.targets.items()}
 
     def __len__(self) -> int:
         return len(self.samples)

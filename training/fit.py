@@ -30,7 +30,8 @@ from training.batches import MemorySplit
 from training.checkpoint import CheckpointError, git_commit, load_checkpoint, save_checkpoint
 from training.chips import ChipCache
 from training.config import Config, ConfigError, config_from_dict, load_config
-from training.data import ChipDataset, DataError, load_celeba, load_utkface
+from training.data import ChipDataset, DataError
+from training.datasets import load_parts, union_tasks
 from training.freeze import FrozenParts
 from training.losses import LossConfigError, create_losses
 from training.loop import (Dist, FitError, TrainStep, choose_precision, metric_name, metric_sum, setup_dist,  # noqa: F401
@@ -64,31 +65,42 @@ def model_tasks(cfg: Config, data_tasks: tuple[TaskSpec, ...]) -> tuple[TaskSpec
     return tuple(tasks)
 
 
-def load_datasets(cfg: Config, max_samples: int | None, log) -> tuple[ChipDataset, ChipDataset, tuple[TaskSpec, ...]]:
-    if not cfg.data.image_dir:
-        raise FitError("no dataset folder given: pass --data DIR (or set data.image_dir)")
-    if not cfg.data.chips_dir:
-        raise FitError("no chip cache given: pass --chips DIR (build one with `python -m training.chips IMAGES --out DIR`)")
-    if cfg.data.dataset == "utkface":
-        splits = load_utkface(cfg.data.protocol, Path(cfg.data.image_dir),
-                              Path(cfg.data.splits_dir) if cfg.data.splits_dir else None)
-    else:
-        splits = load_celeba(Path(cfg.data.image_dir), cfg.data.attributes)
-    log(f"data: {splits.summary()}")
-    tasks = model_tasks(cfg, splits.tasks)
-    cache = ChipCache.open(cfg.data.chips_dir)
-    train, valid = list(splits.train), list(splits.valid)
-    if max_samples:
-        rng = random.Random(cfg.seed)
-        train = rng.sample(train, min(max_samples, len(train)))
-        valid = rng.sample(valid, min(max_samples, len(valid)))
-    train_ds, valid_ds = ChipDataset(cache, train, tasks), ChipDataset(cache, valid, tasks)
-    for name, ds in (("train", train_ds), ("valid", valid_ds)):
-        if ds.dropped:
-            log(f"{name}: {len(ds)} chips, {ds.dropped} samples without a chip dropped ({ds.dropped_reasons})")
-    if len(valid_ds) == 0:
-        raise FitError(f"{cfg.data.image_dir}: the validation split has no samples with a chip")
-    return train_ds, valid_ds, tasks
+def load_datasets(cfg: Config, max_samples: int | None, log
+                  ) -> tuple[list[ChipDataset], list[ChipDataset], tuple[TaskSpec, ...]]:
+    """Train and valid chip datasets, one per part of ``data.dataset`` (training/datasets.py)."""
+    parts = load_parts(cfg)
+    for part in parts:
+        log(f"data {part.name}: {part.splits.summary()}")
+    tasks = model_tasks(cfg, union_tasks(parts))
+    rng = random.Random(cfg.seed)
+    train_sets, valid_sets = [], []
+    for part in parts:
+        train, valid = list(part.splits.train), list(part.splits.valid)
+        if max_samples:
+            share = max(1, max_samples // len(parts))
+            train, valid = rng.sample(train, min(share, len(train))), rng.sample(valid, min(share, len(valid)))
+        for name, samples, sets in (("train", train, train_sets), ("valid", valid, valid_sets)):
+            ds = ChipDataset(part.cache, samples, tasks)
+            if ds.dropped:
+                log(f"{part.name} {name}: {len(ds)} chips, {ds.dropped} samples without a chip dropped ({ds.dropped_reasons})")
+            if len(parts) > 1:
+                log(f"{part.name} {name}: labels per task {ds.labelled}")
+            sets.append(ds)
+    if sum(len(ds) for ds in valid_sets) == 0:
+        raise FitError(f"{cfg.data.dataset}: the validation split has no samples with a chip")
+    return train_sets, valid_sets, tasks
+
+
+def init_weights(net: MultiTaskNet, path: str, log) -> None:
+    """Start from a training checkpoint's weights wherever name and shape match (model.init_from)."""
+    ckpt = load_checkpoint(Path(path))
+    source = ckpt.get("train_model_state") or ckpt["model_state"]
+    own = net.state_dict()
+    taken = {k: v for k, v in source.items() if k in own and own[k].shape == v.shape}
+    net.load_state_dict(taken, strict=False)
+    fresh = sorted({k.split(".")[1] for k in own if k not in taken and k.startswith("heads.")})
+    log(f"init from {path}: {len(taken)} of {len(own)} tensors"
+        + (f"; new heads: {', '.join(fresh)}" if fresh else ""))
 
 
 def build_net(cfg: Config, tasks: tuple[TaskSpec, ...], pretrained: bool, dist: Dist) -> MultiTaskNet:
@@ -118,12 +130,15 @@ def stem_split(cfg: Config, net: MultiTaskNet, ds: ChipDataset, n: int, split: s
     return MemorySplit.from_stems(StemDataset.open(path, flip), random_view=flip)
 
 
-def memory_splits(cfg: Config, net: MultiTaskNet, train_ds: ChipDataset, valid_ds: ChipDataset, stem_n: int,
-                  dist: Dist) -> tuple[MemorySplit, MemorySplit]:
+def memory_splits(cfg: Config, net: MultiTaskNet, train_sets: list[ChipDataset], valid_sets: list[ChipDataset],
+                  stem_n: int, dist: Dist) -> tuple[MemorySplit, MemorySplit]:
     if stem_n:
-        return (stem_split(cfg, net, train_ds, stem_n, "train", cfg.data.flip, dist),
-                stem_split(cfg, net, valid_ds, stem_n, "valid", False, dist))
-    return MemorySplit.from_chips(train_ds), MemorySplit.from_chips(valid_ds)
+        if len(train_sets) > 1:
+            raise FitError("speed.cache_stem works on one dataset; turn it off for joined datasets")
+        return (stem_split(cfg, net, train_sets[0], stem_n, "train", cfg.data.flip, dist),
+                stem_split(cfg, net, valid_sets[0], stem_n, "valid", False, dist))
+    return (MemorySplit.concat([MemorySplit.from_chips(ds) for ds in train_sets]),
+            MemorySplit.concat([MemorySplit.from_chips(ds) for ds in valid_sets]))
 
 
 # -- the run ----------------------------------------------------------------------------
@@ -137,16 +152,18 @@ class FitResult:
 def fit(cfg: Config, out: Path, resume_from: dict | None, dist: Dist, max_samples: int | None = None) -> FitResult:
     log = print if dist.main else (lambda *a, **k: None)
     seed_everything(cfg.seed)
-    train_ds, valid_ds, tasks = load_datasets(cfg, max_samples, log)
+    train_sets, valid_sets, tasks = load_datasets(cfg, max_samples, log)
 
     net = build_net(cfg, tasks, pretrained=resume_from is None, dist=dist)
     if resume_from is not None:  # before the stem cache, whose key hashes the frozen weights
         net.load_state_dict(resume_from.get("train_model_state") or resume_from["model_state"])
+    elif cfg.model.init_from:
+        init_weights(net, cfg.model.init_from, log)
     parts = FrozenParts(backbone_stages=cfg.speed.frozen_stages)
     parts.apply(net)
     stem_n = stem_stages(cfg, net)
     frozen_n = len(net.backbone.stages) if cfg.speed.frozen_stages < 0 else cfg.speed.frozen_stages
-    train, valid = memory_splits(cfg, net, train_ds, valid_ds, stem_n, dist)
+    train, valid = memory_splits(cfg, net, train_sets, valid_sets, stem_n, dist)
     batch = cfg.optim.batch_size
 
     state = TrainState.create(cfg, net, parts, train.train_steps(batch, dist.world), dist.device)
@@ -206,6 +223,8 @@ def parse_args(argv):
     p.add_argument("--config", help="preset name (training/configs/NAME.toml) or a .toml path")
     p.add_argument("--data", help="dataset folder (UTKFace images / CelebA root); overrides data.image_dir")
     p.add_argument("--chips", help="chip cache folder of that dataset; overrides data.chips_dir")
+    p.add_argument("--mtfl", help="utkface+mtfl: the MTFL folder; overrides data.mtfl_dir")
+    p.add_argument("--mtfl-chips", help="utkface+mtfl: MTFL's chip cache; overrides data.mtfl_chips")
     p.add_argument("--out", type=Path, help="run folder (default: out_dir/name from the config)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last.pt")
     p.add_argument("--epochs", type=int, help="train up to this epoch (overrides optim.epochs)")
@@ -224,7 +243,8 @@ def run_config(args, resume_from: dict | None) -> Config:
     else:
         raise FitError("--config is needed (a preset name or a .toml file), unless --resume")
     data = dataclasses.replace(cfg.data, image_dir=args.data or cfg.data.image_dir,
-                               chips_dir=args.chips or cfg.data.chips_dir)
+                               chips_dir=args.chips or cfg.data.chips_dir, mtfl_dir=args.mtfl or cfg.data.mtfl_dir,
+                               mtfl_chips=args.mtfl_chips or cfg.data.mtfl_chips)
     optim = dataclasses.replace(cfg.optim, epochs=args.epochs or cfg.optim.epochs,
                                 batch_size=args.batch_size or cfg.optim.batch_size)
     speed = dataclasses.replace(cfg.speed, device=args.device or cfg.speed.device)

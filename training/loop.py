@@ -21,7 +21,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from engine.modelspec import TaskSpec
 from training.config import SpeedConfig
-from training.losses import TaskLosses, expectation
+from training.losses import TaskLosses, expectation, labelled
 from training.model import MultiTaskNet
 
 
@@ -143,7 +143,7 @@ def train_one_epoch(model: nn.Module, step: TrainStep, state, batches: Iterable,
     state.parts.train_mode(step.net)
     names = list(state.task_names)
     active = state.active
-    sums, count, weights = torch.zeros(len(names), dtype=torch.float64), 0, {}
+    sums, counts, weights = torch.zeros(len(names), dtype=torch.float64), torch.zeros(len(names), dtype=torch.float64), {}
     t0 = time.time()
     for i, batch in enumerate(batches, start=1):
         inputs, targets = to_device(batch, dist.device)
@@ -154,13 +154,14 @@ def train_one_epoch(model: nn.Module, step: TrainStep, state, batches: Iterable,
         objective.backward()
         state.optimizer.step()
         state.after_step()
-        n = len(inputs)
-        sums += torch.tensor([float(losses[k]) * n for k in names], dtype=torch.float64)
-        count += n
+        n = torch.tensor([float(torch.isfinite(targets[k]).sum()) for k in names], dtype=torch.float64)
+        sums += torch.tensor([float(losses[k]) for k in names], dtype=torch.float64) * n
+        counts += n
         if progress is not None:
             progress(i, time.time() - t0)
-    total = all_sum(torch.cat([sums, torch.tensor([count], dtype=torch.float64)]), dist)
-    return {k: float(v) for k, v in zip(names, total[:-1] / max(total[-1], 1))}, weights
+    total = all_sum(torch.cat([sums, counts]), dist)
+    k = len(names)
+    return {name: float(total[i] / max(float(total[k + i]), 1.0)) for i, name in enumerate(names)}, weights
 
 
 # -- validation -------------------------------------------------------------------------
@@ -185,21 +186,22 @@ def metric_sum(task: TaskSpec, out: torch.Tensor, target: torch.Tensor) -> float
 
 @torch.no_grad()
 def validate(net: MultiTaskNet, stem_n: int, batches: Iterable, losses: TaskLosses, dist: Dist) -> tuple[dict, dict]:
-    """Per-task mean loss and metric (accuracy / MAE in the task's unit) over all ranks, fp32."""
+    """Per-task mean loss and metric (accuracy / MAE in the task's unit) over all ranks, fp32,
+    each over the samples labelled for that task."""
     net.eval()
     tasks = net.tasks
-    sums, count = torch.zeros(2 * len(tasks), dtype=torch.float64), 0
+    sums = torch.zeros(3 * len(tasks), dtype=torch.float64)  # per task: loss sum, metric sum, labelled count
     for batch in batches:
         inputs, targets = to_device(batch, dist.device)
         outputs = net.forward_from_stem(inputs, stem_n) if stem_n else net(inputs)
         batch_losses = losses(outputs, targets)
-        n = len(inputs)
         for i, t in enumerate(tasks):
-            sums[2 * i] += float(batch_losses[t.name]) * n
-            sums[2 * i + 1] += metric_sum(t, outputs[t.name], targets[t.name])
-        count += n
-    total = all_sum(torch.cat([sums, torch.tensor([count], dtype=torch.float64)]), dist)
-    n = max(float(total[-1]), 1.0)
-    val_loss = {t.name: float(total[2 * i]) / n for i, t in enumerate(tasks)}
-    metrics = {metric_name(t): float(total[2 * i + 1]) / n for i, t in enumerate(tasks) if metric_name(t)}
+            out, target = labelled(outputs[t.name], targets[t.name])
+            sums[3 * i] += float(batch_losses[t.name]) * len(target)
+            sums[3 * i + 1] += metric_sum(t, out, target)
+            sums[3 * i + 2] += len(target)
+    total = all_sum(sums, dist)
+    per = [(float(total[3 * i]), float(total[3 * i + 1]), max(float(total[3 * i + 2]), 1.0)) for i in range(len(tasks))]
+    val_loss = {t.name: loss / n for t, (loss, _, n) in zip(tasks, per)}
+    metrics = {metric_name(t): m / n for t, (_, m, n) in zip(tasks, per) if metric_name(t)}
     return val_loss, metrics

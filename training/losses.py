@@ -100,6 +100,16 @@ def smoothed_loss(task: TaskSpec, out: torch.Tensor, target: torch.Tensor, eps: 
     return task_loss(task, out.float(), target)
 
 
+def labelled(output: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The rows whose target is known: a sample without a label for a task (NaN, as
+    ``training.data.ChipDataset`` gives it when the sample's dataset lacks the task) trains
+    and scores nothing for that task."""
+    known = torch.isfinite(target)
+    if bool(known.all()):
+        return output, target
+    return output[known], target[known]
+
+
 class TaskLosses:
     """{task: loss} for a batch, as ``[loss]`` says; outputs are cast to float32 first (bf16-safe)."""
 
@@ -122,13 +132,15 @@ class TaskLosses:
                  tasks: Sequence[TaskSpec] | None = None) -> dict[str, torch.Tensor]:
         out = {}
         for t in tasks or self.tasks:
-            y = outputs[t.name].float()
-            if t.name == "age" and self.age_fn is not None:
-                out[t.name] = self.age_fn(t, y, targets[t.name], self.cfg)
+            y, target = labelled(outputs[t.name].float(), targets[t.name])
+            if len(target) == 0:
+                out[t.name] = outputs[t.name].float().sum() * 0.0  # no label in this batch: no gradient
+            elif t.name == "age" and self.age_fn is not None:
+                out[t.name] = self.age_fn(t, y, target, self.cfg)
             elif t.name == "age" and t.kind == "expectation":
-                out[t.name] = soft_bins(t, y, targets[t.name], self.cfg)
+                out[t.name] = soft_bins(t, y, target, self.cfg)
             else:
-                out[t.name] = smoothed_loss(t, y, targets[t.name], self.cfg.label_smoothing)
+                out[t.name] = smoothed_loss(t, y, target, self.cfg.label_smoothing)
         return out
 
 

@@ -78,4 +78,18 @@ def test_photometric_and_degradation_keep_the_face_in_place_and_the_range():
 def test_nothing_switched_on_returns_the_chips_untouched_and_every_recipe_piece_is_registered():
     chips = blob_chips(2, 74.5, 74.5)
     assert create_augmenter(AugmentConfig(), flip=False)(chips) is chips
-    assert create_augmenter(V2, flip=True).names == available_augments()
+    everything = dataclasses.replace(V2, low_light=0.1, grey=0.1, occlude=0.1)
+    assert create_augmenter(everything, flip=True).names == available_augments()
+
+
+def test_webcam_degradations_do_what_they_name():
+    torch.manual_seed(0)
+    chips = blob_chips(32, 74.5, 74.5)
+    chips[..., 0] //= 2  # a colour chip: its channels differ
+    grey = create_augmenter(AugmentConfig(grey=1.0))(chips)
+    assert torch.allclose(grey[..., 0], grey[..., 1]) and torch.allclose(grey[..., 1], grey[..., 2])
+    dark = create_augmenter(AugmentConfig(low_light=1.0))(chips)
+    assert dark.mean() < 0.8 * chips.float().mean()
+    hidden = create_augmenter(AugmentConfig(occlude=1.0))(chips)
+    changed = (hidden != chips.float()).any(dim=3).float().mean(dim=(1, 2))  # share of pixels per chip
+    assert (changed > 0.0).all() and (changed < 0.35 * 0.35 + 0.01).all()

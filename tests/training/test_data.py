@@ -168,6 +168,11 @@ def test_full_protocol_has_all_ages_and_no_test_file_in_training(utk_dir):
     ages = [x.targets["age"] for x in s.train]
     assert min(ages) < 21 and max(ages) > 60
     assert not {x.file for x in s.train + s.valid} & {x.file for x in s.test}
+    test_ages = np.array([x.targets["age"] for x in s.test])
+    for lo, hi in ((0, 12), (13, 20), (21, 40), (41, 60), (61, 116)):  # every band of the evaluation
+        assert ((test_ages >= lo) & (test_ages <= hi)).sum() >= 100, (lo, hi)
+    coral_test = {r["file"] for r in _rows("utk_test.csv")}
+    assert coral_test <= {x.file for x in s.test}  # the CORAL test stays whole inside it
     assert s.skipped == {"bad name: no race field": 3}
 
 
@@ -269,8 +274,13 @@ def test_chip_dataset_without_any_chip_says_why(tiny, tiny_cache):
     with pytest.raises(DataError, match=r"none of the 3 samples has a chip in this cache "
                                         r"\(no_face: 1, not in cache: 1, unreadable: 1\)"):
         ChipDataset(tiny_cache, lost, UTK_TASKS)
-    with pytest.raises(DataError, match="no target for task 'race'"):
-        ChipDataset(tiny_cache, [Sample(tiny.names[0], {"gender": 1.0, "age": 25.0})], UTK_TASKS)
+
+
+def test_chip_dataset_marks_a_missing_label_nan_and_counts_the_labels(tiny, tiny_cache):
+    ds = ChipDataset(tiny_cache, [Sample(tiny.names[0], {"gender": 1.0, "age": 25.0}),
+                                  Sample(tiny.names[1], {"gender": 0.0, "race": 2.0, "age": 40.0})], UTK_TASKS)
+    assert np.isnan(ds.targets["race"][0]) and ds.targets["race"][1] == 2.0
+    assert ds.labelled == {"gender": 2, "race": 1, "age": 2}
 
 
 # ---------------------------------------------------------------- CelebA
