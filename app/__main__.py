@@ -26,7 +26,7 @@ run '{PROG} annotate --help' for the details of a command."""
 
 def gui_parser() -> argparse.ArgumentParser:
     from app.cli import add_model_options, min_face_px, positive_int
-    from app.settings import MIN_FACE_RANGE
+    from app.settings import MIN_FACE_RANGE, AppSettings
     from engine.detect import DEFAULT_MIN_FACE, DETECTORS
 
     def pixels(text: str) -> int:
@@ -43,7 +43,7 @@ def gui_parser() -> argparse.ArgumentParser:
     p.add_argument("--frames", type=positive_int, default=60, help="frames the self-test runs (default: 60)")
     p.add_argument("--source", help="what to play: a video or image path, a folder of images (each on its "
                                     "own), 'sample', or 'camera:NAME'; one that cannot be opened exits 2")
-    p.add_argument("--detector", choices=DETECTORS, default=None, help="face detector (default: remembered, hog)")
+    p.add_argument("--detector", choices=DETECTORS, default=None, help=f"face detector (default: remembered, {AppSettings.detector})")
     p.add_argument("--min-face", type=pixels, default=None, metavar="PX",
                    help="smallest face to find, in pixels of the video; smaller finds more and costs more "
                         f"(default: remembered, {DEFAULT_MIN_FACE})")

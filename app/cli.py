@@ -60,8 +60,8 @@ def min_face_px(text: str) -> int:
 
 def add_detector_options(parser: argparse.ArgumentParser) -> None:
     titles = ", ".join(f"{k} ({v})" for k, v in DETECTOR_TITLES.items())
-    parser.add_argument("--detector", choices=DETECTORS, default="hog",
-                        help=f"face detector: {titles} (default: hog)")
+    parser.add_argument("--detector", choices=DETECTORS, default=PipelineConfig.detector,
+                        help=f"face detector: {titles} (default: {PipelineConfig.detector})")
     parser.add_argument("--detect-every", type=positive_int, default=1, metavar="K",
                         help="detect on every K-th frame and track in between (default: 1)")
     parser.add_argument("--min-face", type=min_face_px, default=DEFAULT_MIN_FACE, metavar="PX",

@@ -21,6 +21,7 @@ from typing import Callable, Sequence
 
 from engine.batch import FileResult, FileTask, annotate_one, worker_id, worker_pipeline
 from engine.pipeline import PipelineConfig
+from engine.providers import GPU_BACKENDS
 
 INSTALL_HINT = "pip install -e '.[cluster]'"
 MAX_RESTARTS = 2  # per actor: a file whose worker dies more often than this fails
@@ -77,9 +78,6 @@ class Annotator:
 def worker_cpus() -> int:
     ray = import_ray()
     return max(1, int(ray.cluster_resources().get("CPU", 1)))
-
-
-GPU_BACKENDS = ("cuda", "tensorrt")
 
 
 def actor_resources(config: PipelineConfig) -> tuple[dict, int]:

@@ -12,7 +12,7 @@ from PySide6.QtGui import QBrush, QColor
 from PySide6.QtWidgets import QAbstractItemView, QHeaderView, QTableWidget, QTableWidgetItem, QWidget
 
 from engine.modelspec import ModelSpec
-from engine.render import track_color_bgr
+from engine.render import text_color_bgr, track_color_bgr
 from engine.types import Faces
 
 
@@ -89,7 +89,7 @@ class FacePanel(QTableWidget):
         self.blockSignals(True)
         self.setRowCount(len(rows))
         for r, row in enumerate(rows):
-            b, g, rr = track_color_bgr(int(faces.track_id[r]))
+            back_bgr = track_color_bgr(int(faces.track_id[r]))
             for c, text in enumerate(row):
                 item = self.item(r, c)
                 if item is None:
@@ -99,9 +99,8 @@ class FacePanel(QTableWidget):
                     item.setText(text)
                 item.setData(Qt.ItemDataRole.UserRole, int(faces.track_id[r]))
                 if c == 0:
-                    item.setBackground(QBrush(QColor(rr, g, b)))
-                    dark = 0.299 * rr + 0.587 * g + 0.114 * b > 140
-                    item.setForeground(QBrush(QColor(0, 0, 0) if dark else QColor(255, 255, 255)))
+                    item.setBackground(QBrush(QColor(*back_bgr[::-1])))
+                    item.setForeground(QBrush(QColor(*text_color_bgr(back_bgr)[::-1])))
         self.setSortingEnabled(True)
         self.clearSelection()
         for r in range(self.rowCount()):  # the selection follows its track

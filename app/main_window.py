@@ -35,6 +35,7 @@ from app.video_view import VideoView
 from app.worker import BackgroundCall, PipelineWorker, ShownFrame, SourceInfo, WorkerThread
 from engine.assets import default_model_path
 from engine.pipeline import Pipeline, PipelineConfig
+from engine.providers import short_provider
 from engine.render import Renderer
 from engine.sources import CameraInfo, Source, open_source
 
@@ -47,10 +48,6 @@ def pipeline_config(settings: AppSettings, stall_timeout_s: float = STALL_TIMEOU
         model_path=Path(settings.model_path) if settings.model_path else default_model_path(),
         backend=settings.backend, detector=settings.detector, upsample=settings.upsample,
         min_face=settings.min_face, detect_every=settings.detect_every, stall_timeout_s=stall_timeout_s)
-
-
-def short_provider(provider: str) -> str:
-    return provider.replace("ExecutionProvider", "")
 
 
 class MainWindow(PlaybackMixin, OutputsMixin, QMainWindow):

@@ -15,6 +15,7 @@ from PySide6.QtCore import QByteArray, QSettings, QStandardPaths
 
 from engine.detect import DEFAULT_MIN_FACE, DETECTORS
 from engine.model import BACKENDS
+from engine.pipeline import PipelineConfig
 
 ORGANIZATION = "FaceAttr"
 APPLICATION = "FaceAttr"
@@ -38,7 +39,7 @@ class AppSettings:
     source: str = ""
     model_path: str = ""
     backend: str = "auto"
-    detector: str = "hog"
+    detector: str = PipelineConfig.detector  # the engine's default detector
     upsample: int = 0
     min_face: int = DEFAULT_MIN_FACE  # px: the smallest face found (sets the detection scale)
     # Live default: detect every 3rd frame, track in between. On the 2-core reference CPU

@@ -9,7 +9,7 @@ from typing import Mapping
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QLabel, QMessageBox, QWidget
 
-from engine.providers import BACKEND_TITLES
+from engine.providers import BACKEND_TITLES, short_provider
 
 STAGES = ("detect", "align", "model", "track", "smooth")
 LATENCY_SMOOTHING = 0.8  # weight of the past in each stage's running average
@@ -63,7 +63,7 @@ class LiveStats:
         if live:
             parts.append(f"dropped {self.dropped}")
         if provider:
-            parts.append(provider.replace("ExecutionProvider", ""))
+            parts.append(short_provider(provider))
         return "  ·  ".join(parts)
 
 

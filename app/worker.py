@@ -205,8 +205,8 @@ class PipelineWorker(QObject):
                         label = f"camera {spec}" if isinstance(spec, int) else str(spec)
                         raise SourceError(f"{label}: did not open within {self._open_guard_s:g} s")
                 break
-        kind, value = box["outcome"]
-        if kind == "error":
+        what, value = box["outcome"]
+        if what == "error":
             raise value
         if self._stop.is_set():
             value.close()

@@ -23,7 +23,7 @@ import onnxruntime as ort
 from engine.align import chip_to_frame_affines
 from engine.modelspec import METADATA_KEY, ModelDescriptionError, ModelSpec, TaskSpec
 from engine.providers import (_BACKEND_NAME, _PROVIDER, BACKENDS, BackendUnavailableError, _Plan,  # noqa: F401
-                              _plan_providers, available_providers, default_trt_cache_dir)
+                              _plan_providers, available_providers, default_trt_cache_dir, short_provider)
 from engine.tasks import format_value, task_kind  # noqa: F401 - format_value: the labels' text
 from engine.types import Faces, TaskPrediction
 
@@ -189,7 +189,7 @@ class FaceAttrModel:
             raise ModelLoadError(f"{sibling}: INT8 model file not found (--precision int8; make it with "
                                  f"`python -m training.quantize {path} --calib CHIPS`, or use --precision fp32)")
         if precision == "int8" or (precision == "auto" and sibling.is_file()
-                                   and plan.wanted == "CPUExecutionProvider"):
+                                   and plan.wanted == _PROVIDER["cpu"]):
             path = sibling
         session, spec = cls._open_described(path, plan, options)
         if path != float_path:
@@ -203,7 +203,7 @@ class FaceAttrModel:
             else:
                 notes.append(f"precision int8: running {path.name} (--precision fp32 runs {float_path.name})")
         elif precision == "auto" and sibling != float_path and sibling.is_file():
-            notes.append(f"precision fp32 on {plan.wanted.replace('ExecutionProvider', '')}: "
+            notes.append(f"precision fp32 on {short_provider(plan.wanted)}: "
                          f"{sibling.name} is used on the CPU only")
         cls._check_graph(path, session, spec)
         provider = session.get_providers()[0]
@@ -211,13 +211,13 @@ class FaceAttrModel:
         if batch is not None:
             notes.append(_batch_note(path, batch))
         if provider != plan.wanted:  # the provider was offered but failed to start
-            wanted = plan.wanted.replace("ExecutionProvider", "")
+            wanted = short_provider(plan.wanted)
             if backend != "auto":
                 raise BackendUnavailableError(
                     f"the {_BACKEND_NAME[backend]} backend was requested but {plan.wanted} failed to start "
                     f"on this machine (ONNX Runtime fell back to {provider}); check the GPU driver and "
                     "CUDA/TensorRT libraries, or choose --backend cpu")
-            notes.append(f"{wanted} failed to start on this machine; using {provider.replace('ExecutionProvider', '')}")
+            notes.append(f"{wanted} failed to start on this machine; using {short_provider(provider)}")
         model = cls(session, spec, path, provider, tuple(notes))
         model.precision = "int8" if spec.training.get("precision") == "int8" else "fp32"
         return model

@@ -16,13 +16,14 @@ from pathlib import Path
 import onnxruntime as ort
 
 BACKENDS = ("auto", "tensorrt", "cuda", "cpu")
+GPU_BACKENDS = ("tensorrt", "cuda")  # in the order auto tries them
 _PROVIDER = {
     "tensorrt": "TensorrtExecutionProvider",
     "cuda": "CUDAExecutionProvider",
     "cpu": "CPUExecutionProvider",
 }
-_BACKEND_NAME = {"tensorrt": "TensorRT", "cuda": "CUDA", "cpu": "CPU"}
 BACKEND_TITLES = {"auto": "Auto (best available)", "tensorrt": "TensorRT", "cuda": "CUDA", "cpu": "CPU"}
+_BACKEND_NAME = {b: BACKEND_TITLES[b] for b in _PROVIDER}  # the back-ends' names in sentences
 
 
 class BackendUnavailableError(RuntimeError):
@@ -55,7 +56,7 @@ class _Plan:
 def _plan_providers(backend: str, offered: list[str], trt_cache_dir: Path | None) -> _Plan:
     if backend not in BACKENDS:
         raise BackendUnavailableError(f"unknown backend '{backend}' (choose from: {', '.join(BACKENDS)})")
-    if backend in ("tensorrt", "cuda") and _PROVIDER[backend] not in offered:
+    if backend in GPU_BACKENDS and _PROVIDER[backend] not in offered:
         raise BackendUnavailableError(
             f"the {_BACKEND_NAME[backend]} backend was requested but this onnxruntime has no "
             f"{_PROVIDER[backend]} (it offers: {', '.join(offered)}); install the 'gpu' extra "
@@ -67,10 +68,10 @@ def _plan_providers(backend: str, offered: list[str], trt_cache_dir: Path | None
     elif backend == "tensorrt":
         chain = ["tensorrt"] + (["cuda"] if _PROVIDER["cuda"] in offered else []) + ["cpu"]
     else:
-        chain = [b for b in ("tensorrt", "cuda") if _PROVIDER[b] in offered] + ["cpu"]
+        chain = [b for b in GPU_BACKENDS if _PROVIDER[b] in offered] + ["cpu"]
     notes: list[str] = []
     if backend == "auto":
-        missing = [b for b in ("tensorrt", "cuda") if b not in chain]
+        missing = [b for b in GPU_BACKENDS if b not in chain]
         if missing:
             names = " and ".join(_BACKEND_NAME[b] for b in missing)
             provs = " or ".join(_PROVIDER[b] for b in missing)
@@ -94,7 +95,7 @@ def _plan_providers(backend: str, offered: list[str], trt_cache_dir: Path | None
 
 
 def short_provider(provider: str) -> str:
-    """'CUDAExecutionProvider' -> 'CUDA'."""
+    """'CUDAExecutionProvider' -> 'CUDA' (how messages, notes and the status bar name a provider)."""
     return provider.replace("ExecutionProvider", "")
 
 

@@ -43,7 +43,8 @@ def track_color_bgr(track_id: int) -> tuple[int, int, int]:
     return int(b * 255), int(g * 255), int(r * 255)
 
 
-def _text_bgr(background_bgr: tuple[int, int, int]) -> tuple[int, int, int]:
+def text_color_bgr(background_bgr: tuple[int, int, int]) -> tuple[int, int, int]:
+    """Black or white, whichever reads on ``background_bgr`` (labels, the face panel's id cells)."""
     b, g, r = background_bgr
     return (0, 0, 0) if 0.299 * r + 0.587 * g + 0.114 * b > 140 else (255, 255, 255)
 
@@ -203,7 +204,7 @@ class Renderer:
             if label.leader is not None:
                 cv2.line(out, label.leader[0], label.leader[1], label.color_bgr, max(1, box_t), cv2.LINE_AA)
             cv2.rectangle(out, (lx0, ly0), (lx1 - 1, ly1 - 1), label.color_bgr, -1)
-            ink = _text_bgr(label.color_bgr)
+            ink = text_color_bgr(label.color_bgr)
             for k, line in enumerate(label.lines):
                 baseline_y = ly0 + label.pad + k * label.line_height + label.text_height
                 cv2.putText(out, line, (lx0 + label.pad, baseline_y), FONT, label.font_scale, ink,

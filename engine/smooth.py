@@ -46,10 +46,11 @@ def _ema(prev, new, alpha: float):
 class TaskSmoother:
     """Pipeline stage: per-track EMA of every task's prediction. Returns new Faces.
 
-    ``tasks`` (a ModelSpec or its TaskSpecs) tells each task's kind. Without it the kind
-    is inferred from the prediction itself: probabilities whose value is their argmax
-    index are labels, other probabilities are an expectation, no probabilities a
-    regression; pass the spec when you have it.
+    A prediction's kind is its task's (``TaskPrediction.task``, set by the model), or
+    given by ``tasks`` (a ModelSpec or its TaskSpecs). For a bare prediction with neither
+    the kind is inferred from the prediction itself: probabilities whose value is their
+    argmax index are labels, other probabilities are an expectation, no probabilities a
+    regression.
     """
 
     def __init__(self, alpha: float = 0.6, tasks: ModelSpec | Iterable[TaskSpec] | None = None,
@@ -116,7 +117,7 @@ class TaskSmoother:
         return s
 
     def _kind(self, name: str, pred: TaskPrediction) -> str:
-        kind = self._kinds.get(name)
+        kind = self._kinds.get(name) or (pred.task.kind if pred.task is not None else None)
         if kind is None:
             if pred.points_xy is not None:
                 kind = "landmarks"
