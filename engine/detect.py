@@ -11,6 +11,9 @@ context the detector's window needs around a face: ``pad`` adds a grey border of
 fraction of the image's longer side before detecting (stills use it; on tight crops of
 the portraits it took HOG from 31/40 to 40/40 faces found, ``tests/engine/test_detect.py``).
 
+A caller that knows which faces it looks for (the region scans around tracked faces,
+``engine/region_scan.py``) passes its own ``scale`` instead.
+
 Detectors are registered by name (``@register_detector``) and made with
 :func:`create_detector`; :data:`DETECTORS` lists the names for menus and ``--help``.
 """
@@ -37,7 +40,7 @@ class Detector(Protocol):
     name: str
     native_min_face_px: int
 
-    def __call__(self, image_bgr: np.ndarray, pad: float = 0.0) -> Faces: ...
+    def __call__(self, image_bgr: np.ndarray, pad: float = 0.0, scale: float | None = None) -> Faces: ...
 
 
 _REGISTRY: dict[str, tuple[str, Callable[..., Detector]]] = {}
@@ -121,9 +124,9 @@ class HogDetector(_DlibDetector):
     def __post_init__(self) -> None:
         self._detector = dlib.get_frontal_face_detector()
 
-    def __call__(self, image_bgr: np.ndarray, pad: float = 0.0) -> Faces:
+    def __call__(self, image_bgr: np.ndarray, pad: float = 0.0, scale: float | None = None) -> Faces:
         h, w = image_bgr.shape[:2]
-        scale = self.scale_for((w, h))
+        scale = self.scale_for((w, h)) if scale is None else float(scale)
         boxes, scores = self._run(image_bgr, scale, pad)
         if pad > 0 and scale > 1:
             # A still is also searched at its own size for a face that fills it: such a face
@@ -155,9 +158,9 @@ class CnnDetector(_DlibDetector):
     def __post_init__(self) -> None:
         self._detector = dlib.cnn_face_detection_model_v1(str(assets.dlib_model(assets.MMOD_DETECTOR)))
 
-    def __call__(self, image_bgr: np.ndarray, pad: float = 0.0) -> Faces:
+    def __call__(self, image_bgr: np.ndarray, pad: float = 0.0, scale: float | None = None) -> Faces:
         h, w = image_bgr.shape[:2]
-        rgb, scale, border = prepare(image_bgr, self.scale_for((w, h)), pad)
+        rgb, scale, border = prepare(image_bgr, self.scale_for((w, h)) if scale is None else float(scale), pad)
         dets = self._detector(rgb, self.upsample)
         return Faces.from_boxes(to_frame_xyxy([d.rect for d in dets], scale, border),
                                 np.array([d.confidence for d in dets], np.float32))

@@ -1,7 +1,12 @@
 """One frame through every stage, and a stream of frames through a capture thread.
 
-:meth:`Pipeline.process` runs detect (or track) -> align -> model -> track -> smooth on
-one frame and times each stage. :meth:`Pipeline.run` feeds it from a :class:`Source`:
+:meth:`Pipeline.process` runs detect -> align -> model -> track -> smooth on one frame and
+times each stage. Detection is a full-frame scan on every ``detect_every``-th frame (or,
+with ``background_detect``, in a thread of its own whenever it is free); in between, the
+tracked faces' landmarks are refitted in their boxes, and with ``region_scans`` the
+detector also runs in regions around them (``engine/region_scan.py``: timed as
+'regions', on the frames it runs) to confirm, re-place or drop them.
+:meth:`Pipeline.run` feeds it from a :class:`Source`:
 
 - live (cameras, or a file played in real time): a capture thread keeps only the newest
   frame in a one-slot mailbox; frames that arrive while inference is busy replace the
@@ -38,6 +43,7 @@ from engine.capture import END, POLL_S, FrameQueue, Mailbox, capture
 from engine.detect import DEFAULT_MIN_FACE, STILL_PAD, create_detector
 from engine.model import FaceAttrModel
 from engine.modelspec import ModelSpec
+from engine.region_scan import DROP_AFTER_MISSES, REGION_FACE_RATIO, REGION_MARGIN, RegionScanner
 from engine.scenes import ShotCutDetector, chip_signatures
 from engine.smooth import TaskSmoother
 from engine.sources import Source, SourceError
@@ -55,13 +61,18 @@ class PipelineConfig:
     detector: str = "hog"  # hog | cnn
     upsample: int = 0
     min_face: int = DEFAULT_MIN_FACE  # px: the smallest face to find (sets the detection scale)
-    detect_every: int = 1  # detect on every k-th frame, track in between
+    detect_every: int = 1  # full-frame detection on every k-th frame; region scans (or tracking) in between
     smoothing: float = 0.6  # weight of the past in each track's running average (0 = none)
     stall_timeout_s: float = 5.0  # a source that delivers no frame this long has stopped
     shot_cuts: bool = True  # start a new scene at hard cuts (frame-difference test)
     precision: str = "auto"  # auto | int8 | fp32 (FaceAttrModel.load: auto = the .int8.onnx sibling on CPU)
     model_threads: int | None = None  # ONNX Runtime intra-op threads (None: its default, all cores)
     background_detect: bool = False  # detect in a thread of its own; track every frame (see below)
+    # Between full scans, detect in regions around the tracked faces (engine/region_scan.py):
+    region_scans: bool = True
+    region_margin: float = REGION_MARGIN  # a region: the face's box grown by this part of its size per side
+    region_face_ratio: float = REGION_FACE_RATIO  # find faces down to this part of the tracked one (0: min_face)
+    region_drop_after: int = DROP_AFTER_MISSES  # frames a tracked face may go unfound before it is dropped
 
 
 def _ms(t0: float) -> float:
@@ -82,6 +93,9 @@ class Pipeline:
         self._since_detect = 0
         self._first = True  # the next frame starts a scene
         self.background: BackgroundDetector | None = None  # engine/background_detect.py, when configured
+        self.regions: RegionScanner | None = (
+            RegionScanner(detector, config.min_face, config.region_margin, config.region_face_ratio,
+                          config.region_drop_after) if config.region_scans else None)
 
     @classmethod
     def create(cls, config: PipelineConfig) -> "Pipeline":
@@ -117,6 +131,8 @@ class Pipeline:
         self._first = True
         if self.background is not None:
             self.background.reset()
+        if self.regions is not None:
+            self.regions.forget_misses()
 
     def close(self) -> None:
         """Stop the background detector's thread, if there is one."""
@@ -128,6 +144,8 @@ class Pipeline:
         self.tracker.cut()
         self.smoother.reset()
         self._since_detect = 0
+        if self.regions is not None:
+            self.regions.forget_misses()
 
     # -- one frame ---------------------------------------------------------------------
 
@@ -143,26 +161,46 @@ class Pipeline:
         timings["scene"] = _ms(t)
         previous = self.tracker.predict()
         t = time.perf_counter()
+        image, regions = frame.image_bgr, self.regions
         if self.background is not None and not new_scene and not frame.still:
             # the detector thread takes this frame if it is free; we go on with the tracks
-            self.background.submit(frame.index, frame.image_bgr)
+            self.background.submit(frame.index, image)
             done = self.background.take(frame.index)
             detect = done is not None
-            faces = merge_detections(previous, done[1]) if detect else previous
+            timings["detect"] = _ms(t)
+            if regions is not None:  # region scans judge the tracks; a full scan adds faces
+                t = time.perf_counter()
+                faces = regions(image, previous)
+                if done is not None:
+                    faces = regions.add_found(image, faces, done[1])
+                timings["regions"] = _ms(t)
+            else:
+                faces = merge_detections(previous, done[1]) if detect else previous
             followed = faces
         else:
             if new_scene and self.background is not None:
                 self.background.reset()
             detect = (new_scene or self.config.detect_every <= 1 or len(previous) == 0
                       or self._since_detect >= self.config.detect_every - 1)
-            faces = self.detector(frame.image_bgr, pad=STILL_PAD if frame.still else 0.0) if detect else previous
-            followed = None if detect else previous
-        timings["detect"] = _ms(t)
+            if detect:
+                faces = self.detector(image, pad=STILL_PAD if frame.still else 0.0)
+                followed = None
+                if regions is not None:
+                    regions.forget_misses()
+                timings["detect"] = _ms(t)
+            elif regions is not None:
+                timings["detect"] = _ms(t)
+                t = time.perf_counter()
+                faces = followed = regions(image, previous)
+                timings["regions"] = _ms(t)
+            else:
+                faces = followed = previous
+                timings["detect"] = _ms(t)
         self._since_detect = 0 if detect else self._since_detect + 1
 
         t = time.perf_counter()
         faces, chips = self.aligner(frame.image_bgr, faces)
-        if followed is not None:  # boxes from the last frame: move them with their landmarks
+        if followed is not None:  # rows with the last frame's landmarks: move them with the face
             faces = _follow_landmarks(followed, faces)
         timings["align"] = _ms(t)
 
@@ -172,6 +210,11 @@ class Pipeline:
 
         t = time.perf_counter()
         faces = self.tracker(faces, _judgeable(chip_signatures(chips), faces, frame.size_wh))
+        if "regions" in timings:  # a face its region scan missed and that no longer looks itself is gone
+            keep = regions.settle(faces.track_id)
+            if not keep.all():
+                self.tracker.end(faces.track_id[~keep])
+                faces = faces.take(keep)
         timings["track"] = _ms(t)
 
         t = time.perf_counter()

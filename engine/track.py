@@ -119,6 +119,15 @@ class IouTracker:
         """The faces of the last tracked frame, ids included (for frames that skip detection)."""
         return self._last
 
+    def end(self, track_ids) -> None:
+        """End these tracks now (faces found gone after tracking): they leave :meth:`predict`
+        and are never matched again; their ids are not reused."""
+        gone = np.isin(self._ids, np.asarray(track_ids, np.int64))
+        self._ids, self._xyxy, self._missed = self._ids[~gone], self._xyxy[~gone], self._missed[~gone]
+        if self._refs is not None:
+            self._refs = self._refs[~gone]
+        self._last = self._last.take(~np.isin(self._last.track_id, np.asarray(track_ids, np.int64)))
+
     @property
     def active_ids(self) -> np.ndarray:
         """Ids of the tracks still alive (seen now or within ``max_missed`` frames)."""
