@@ -1,7 +1,8 @@
 """Export a trained checkpoint to the FaceAttr ONNX contract, and prove the file is right.
 
     python -m training.export runs/utk/best.pt -o assets/models/faceattr-utkface.onnx \\
-        [--metrics report/metrics.json] [--name NAME] [--chips cache/utkface]
+        [--metrics report/metrics.json] [--name NAME] [--chips cache/utkface] [--flip-tta]
+        [--calibration runs/utk/calibration.json]
 
 1. rebuild the net (``training.model.build_from_checkpoint``) and wrap it in
    :class:`ExportWrapper`: uint8 NHWC chips in (cast + normalisation inside the graph),
@@ -12,6 +13,11 @@
    cache), max |diff| <= 1e-4 per output, else exit 1 and the file is kept aside as
    ``<out>.rejected.onnx``, never at ``<out>``;
 5. the engine loads it (``engine.model.FaceAttrModel``) and decodes the batch.
+
+``--calibration`` (``python -m training.calibrate``'s JSON) divides each listed task's logits by
+its temperature inside the graph, and the description's ``training.temperature_scaling`` keeps
+the temperatures with their validation ECE / NLL before and after (not ``training.calibration``:
+``training.quantize`` writes its INT8 range calibration there).
 """
 from __future__ import annotations
 
@@ -19,6 +25,7 @@ import argparse
 import datetime as dt
 import json
 import logging
+import math
 import sys
 import tempfile
 import warnings
@@ -35,6 +42,7 @@ from torch import nn
 from engine.align import CHIP_SIZE
 from engine.modelspec import METADATA_KEY, AlignmentSpec, InputSpec, ModelSpec, Normalisation, TaskSpec
 from training import checkpoint
+from training.calibrate import Calibration, CalibrationError, read_calibration
 from training.checkpoint import git_commit
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -56,29 +64,55 @@ class ExportWrapper(nn.Module):
     landmarks: [N, K, 2] as the net gives them. The net itself casts and normalises the
     uint8 chips, so the graph's input is the chip exactly as the engine makes it.
 
+    ``temperatures`` (task name -> T > 0, binary and multiclass tasks only): the task's logits
+    are divided by T before the sigmoid / softmax (temperature scaling, training/calibrate.py),
+    per view under flip TTA, so the averaged probabilities are those of calibrated views.
+
     ``flip_tta``: the graph runs the chip and its mirror image as one batch of 2N and averages
     the two contract outputs (probabilities, distributions, values) per task; the inputs and
     outputs stay the same, so the engine loads it unchanged. Landmarks are never averaged
     (a mirrored face's points are not the same points).
     """
 
-    def __init__(self, net: nn.Module, flip_tta: bool = False):
+    def __init__(self, net: nn.Module, flip_tta: bool = False, temperatures: Mapping[str, float] | None = None):
         super().__init__()
         self.net = net
         self.tasks: tuple[TaskSpec, ...] = tuple(net.tasks)
         self.flip_tta = bool(flip_tta) and all(t.kind != "landmarks" for t in self.tasks)
+        self.temperatures = check_temperatures(self.tasks, temperatures or {})
+
+    def _output(self, task: TaskSpec, y: torch.Tensor) -> torch.Tensor:
+        t = self.temperatures.get(task.name)
+        return contract_output(task, y if t is None else y / t)
 
     def forward(self, chips: torch.Tensor) -> tuple[torch.Tensor, ...]:
         if not self.flip_tta:
             raw = self.net(chips)
-            return tuple(contract_output(t, raw[t.name]) for t in self.tasks)
+            return tuple(self._output(t, raw[t.name]) for t in self.tasks)
         n = chips.shape[0]
         raw = self.net(torch.cat([chips, chips.flip(2)], dim=0))  # NHWC: dim 2 is the width
         outs = []
         for t in self.tasks:
-            y = contract_output(t, raw[t.name])
+            y = self._output(t, raw[t.name])
             outs.append((y[:n] + y[n:]) * 0.5)
         return tuple(outs)
+
+
+def check_temperatures(tasks: Sequence[TaskSpec], temperatures: Mapping[str, float]) -> dict[str, float]:
+    """Temperatures as floats; ExportError for an unknown task, a kind without logits to scale,
+    or a T that is not a finite number above 0."""
+    kinds = {t.name: t.kind for t in tasks}
+    out = {}
+    for name, value in temperatures.items():
+        if name not in kinds:
+            raise ExportError(f"temperature for task '{name}', which the network does not have "
+                              f"(it has: {', '.join(kinds)})")
+        if kinds[name] not in ("binary", "multiclass"):
+            raise ExportError(f"task '{name}' is {kinds[name]}: temperatures are for binary and multiclass tasks")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+            raise ExportError(f"task '{name}': temperature should be a number above 0, got {value!r}")
+        out[name] = float(value)
+    return out
 
 
 def contract_output(task: TaskSpec, y: torch.Tensor) -> torch.Tensor:
@@ -148,11 +182,13 @@ def summary_metrics(metrics: Mapping) -> dict:
 
 
 def build_spec(net: nn.Module, ckpt: Mapping, name: str | None = None, metrics: Mapping | None = None,
-               flip_tta: bool = False) -> ModelSpec:
+               flip_tta: bool = False, calibration: Calibration | None = None) -> ModelSpec:
     bb = net.backbone
     info = training_info(ckpt)
     if flip_tta:
         info["flip_tta"] = True
+    if calibration is not None:
+        info["temperature_scaling"] = calibration.description
     if name is None:
         kind = "mtl" if len(net.tasks) > 1 else net.tasks[0].name
         name = f"{info['data'].lower()}-{bb.name}-{kind}"
@@ -239,21 +275,34 @@ class ExportResult:
     spec: ModelSpec
     parity: Parity
     engine_lines: tuple[str, ...]
+    notes: tuple[str, ...] = ()
 
 
 def export(ckpt_path: Path, out: Path, metrics_path: Path | None = None, name: str | None = None,
-           chips_dir: Path | None = DEFAULT_CHIPS, flip_tta: bool = False) -> ExportResult:
+           chips_dir: Path | None = DEFAULT_CHIPS, flip_tta: bool = False,
+           calibration_path: Path | None = None) -> ExportResult:
     """Checkpoint -> checked ONNX file at ``out``; ExportError if any step fails."""
     ckpt = load_checkpoint(ckpt_path)
     net = net_from_checkpoint(ckpt, str(ckpt_path))
+    calibration = None
+    if calibration_path is not None:
+        try:
+            calibration = read_calibration(calibration_path, ckpt)
+        except CalibrationError as e:
+            raise ExportError(str(e)) from e
     metrics = None
     if metrics_path is not None:
         try:
             metrics = summary_metrics(json.loads(Path(metrics_path).read_text()))
         except (OSError, ValueError, AttributeError) as e:
             raise ExportError(f"{metrics_path}: cannot read evaluate metrics ({e})") from e
-    wrapper = ExportWrapper(net, flip_tta).eval()
-    spec = build_spec(net, ckpt, name, metrics, wrapper.flip_tta)
+    wrapper = ExportWrapper(net, flip_tta, calibration.temperatures if calibration else None).eval()
+    spec = build_spec(net, ckpt, name, metrics, wrapper.flip_tta, calibration)
+    notes = []
+    if calibration is not None and calibration.flip_tta != wrapper.flip_tta:
+        notes.append(f"the temperatures were fitted {'with' if calibration.flip_tta else 'without'} flip TTA and this "
+                     f"graph runs {'with' if wrapper.flip_tta else 'without'} it: its confidences are near, not exactly, "
+                     "the calibrated ones")
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out.parent) as tmp:
@@ -272,7 +321,7 @@ def export(ckpt_path: Path, out: Path, metrics_path: Path | None = None, name: s
                               f"({parity.max_abs_diff}); file kept aside as {rejected}")
         tmp_path.replace(out)
     lines = engine_check(out, chips)
-    return ExportResult(out, spec, parity, tuple(lines))
+    return ExportResult(out, spec, parity, tuple(lines), tuple(notes))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -285,9 +334,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                    help="chip cache for the parity batch (default: cache/utkface; random chips if absent)")
     p.add_argument("--flip-tta", action="store_true",
                    help="the graph averages each chip's outputs with its mirror image's (2x the network's cost)")
+    p.add_argument("--calibration", type=Path,
+                   help="calibration.json of training.calibrate: each listed task's logits / T inside the graph")
     args = p.parse_args(argv)
     try:
-        result = export(args.checkpoint, args.out, args.metrics, args.name, args.chips, args.flip_tta)
+        result = export(args.checkpoint, args.out, args.metrics, args.name, args.chips, args.flip_tta, args.calibration)
     except ExportError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
@@ -296,6 +347,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"wrote {result.path} ({size_mb:.1f} MB, opset {OPSET}, dynamic batch{tta}), model '{result.spec.name}'")
     print(f"parity torch vs onnxruntime on {result.parity.batch}: " + ", ".join(
         f"{k} {v:.2e}" for k, v in result.parity.max_abs_diff.items()) + f" (max abs diff, limit {PARITY_TOL:g})")
+    scaled = result.spec.training.get("temperature_scaling")
+    if scaled:
+        print("temperature scaling (validation ECE before -> after): " + ", ".join(
+            f"{k} T={r['temperature']:.3f} ({100 * r['ece_before']:.2f} % -> {100 * r['ece_after']:.2f} %)"
+            for k, r in scaled["tasks"].items()))
+    for note in result.notes:
+        print(f"note: {note}")
     print("engine loads it; first chip: " + "; ".join(result.engine_lines))
     return 0
 

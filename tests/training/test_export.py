@@ -132,3 +132,69 @@ def test_failed_parity_keeps_the_file_aside_and_exits_non_zero(ckpt, tmp_path, c
     err = capsys.readouterr().err
     assert "differs from torch by more than -1.0" in err and "m.rejected.onnx" in err
     assert not out.exists() and (tmp_path / "m.rejected.onnx").is_file()
+
+
+# -- temperature scaling (--calibration, training/calibrate.py) ---------------------------------
+def write_calibration(path, temperatures, flip_tta=False, **extra):
+    tasks = {name: {"kind": "binary" if name == "gender" else "multiclass", "temperature": t, "ece_before": 0.08,
+                    "ece_after": 0.02, "nll_before": 0.4, "nll_after": 0.35, "n": 100}
+             for name, t in temperatures.items()}
+    path.write_text(json.dumps({"method": "temperature scaling", "split": "valid", "flip_tta": flip_tta,
+                                "ece_bins": 15, "tasks": tasks, **extra}))
+    return path
+
+
+@pytest.mark.parametrize("flip_tta", [False, True])
+def test_calibrated_export_divides_the_logits_by_each_tasks_temperature(ckpt, chips_dir, tmp_path, capsys, flip_tta):
+    cal = write_calibration(tmp_path / "calibration.json", {"gender": 2.5, "race": 0.7}, flip_tta,
+                            checkpoint={"epoch": 3, "date": "2026-11-23T12:00:00+00:00"})
+    out = tmp_path / "cal.onnx"
+    args = [str(ckpt), "-o", str(out), "--chips", str(chips_dir), "--calibration", str(cal)]
+    assert main(args + (["--flip-tta"] if flip_tta else [])) == 0
+    text = capsys.readouterr().out
+    assert "temperature scaling (validation ECE before -> after): gender T=2.500 (8.00 % -> 2.00 %)" in text
+    assert "note:" not in text
+
+    net = net_from_checkpoint(load_checkpoint(ckpt))
+    chips = np.array(ChipCache.open(chips_dir).chips)
+    with torch.no_grad():
+        views = [net(torch.from_numpy(chips))] + ([net(torch.from_numpy(chips).flip(2))] if flip_tta else [])
+    want_gender = np.mean([torch.sigmoid(v["gender"] / 2.5).numpy() for v in views], axis=0)
+    want_race = np.mean([torch.softmax(v["race"] / 0.7, 1).numpy() for v in views], axis=0)
+    want_age = np.mean([21 + 39 * v["age"].numpy() for v in views], axis=0)
+    model = FaceAttrModel.load(out, backend="cpu")  # ONNX Runtime
+    raw = model.predict_raw(chips)
+    np.testing.assert_allclose(raw["gender"], want_gender, atol=1e-5)
+    np.testing.assert_allclose(raw["race"], want_race, atol=1e-5)
+    np.testing.assert_allclose(raw["age"], want_age, atol=1e-4)  # not a label task: as before
+    uncalibrated = torch.sigmoid(views[0]["gender"]).numpy()
+    assert np.abs(raw["gender"] - uncalibrated).max() > 0.01  # the scaling is really in the graph
+
+    block = model.spec.training["temperature_scaling"]
+    assert (block["method"], block["split"], block["ece_bins"]) == ("temperature scaling", "valid", 15)
+    assert block["tasks"]["gender"] == {"temperature": 2.5, "ece_before": 0.08, "ece_after": 0.02,
+                                        "nll_before": 0.4, "nll_after": 0.35, "n": 100}
+    assert block["tasks"]["race"]["temperature"] == 0.7 and block.get("flip_tta", False) == flip_tta
+    assert "calibration" not in model.spec.training  # training.quantize's key for its INT8 ranges
+
+
+def test_calibration_fitted_for_another_graph_or_task_is_caught(ckpt, chips_dir, tmp_path, capsys):
+    out = tmp_path / "m.onnx"
+    base = [str(ckpt), "-o", str(out), "--chips", str(chips_dir), "--calibration"]
+    assert main(base + [str(write_calibration(tmp_path / "a.json", {"smile": 1.2}))]) == 1
+    assert "temperature for task 'smile', which the network does not have" in capsys.readouterr().err
+    assert main(base + [str(write_calibration(tmp_path / "b.json", {"gender": 0.0}))]) == 1
+    assert "task 'gender': temperature should be a number above 0, got 0.0" in capsys.readouterr().err
+    age = write_calibration(tmp_path / "f.json", {"age": 1.5})
+    assert main(base + [str(age)]) == 1
+    assert "task 'age' is regression: temperatures are for binary and multiclass tasks" in capsys.readouterr().err
+    other = write_calibration(tmp_path / "c.json", {"gender": 1.2}, checkpoint={"epoch": 7, "date": None})
+    assert main(base + [str(other)]) == 1
+    assert "made for another checkpoint (epoch 7, this one's is 3)" in capsys.readouterr().err
+    (tmp_path / "d.json").write_text("{}")
+    assert main(base + [str(tmp_path / "d.json")]) == 1
+    assert "d.json: not a training.calibrate file" in capsys.readouterr().err
+    assert not out.exists()
+    flip = write_calibration(tmp_path / "e.json", {"gender": 1.2}, flip_tta=True)
+    assert main(base + [str(flip)]) == 0
+    assert "note: the temperatures were fitted with flip TTA and this graph runs without it" in capsys.readouterr().out
