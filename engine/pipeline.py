@@ -167,6 +167,8 @@ class Pipeline:
             self.background.submit(frame.index, image)
             done = self.background.take(frame.index)
             detect = done is not None
+            if detect:  # the thread may be free now (a wait for a late scan): start on this frame
+                self.background.submit(frame.index, image)
             timings["detect"] = _ms(t)
             if regions is not None:  # region scans judge the tracks; a full scan adds faces
                 t = time.perf_counter()
