@@ -1,5 +1,6 @@
 """Test-split metrics of decoded predictions (numpy only): accuracy, per-class accuracy and
-confusion for classifiers; MAE, CS@5, bias, RMSE for values; the UTKFace race x gender table.
+confusion for classifiers; MAE, CS@5, bias, RMSE for values; the UTKFace race x gender table
+and the age-band table (age MAE, gender and race accuracy per band of true age).
 ``SplitResult`` is what ``training.evaluate`` computes and ``training.report`` renders (this
 module is below both, so neither imports the other's internals).
 """
@@ -13,6 +14,18 @@ import numpy as np
 from engine.modelspec import TaskSpec
 
 CS_YEARS = 5.0
+# Bands of true age (years, both ends included; None = no upper end): issue 11's evaluation.
+AGE_BANDS: tuple[tuple[int, int | None], ...] = ((0, 12), (13, 20), (21, 40), (41, 60), (61, None))
+
+
+def band_label(lo: int, hi: int | None) -> str:
+    return f"{lo}+" if hi is None else f"{lo}–{hi}"
+
+
+def band_mask(age: np.ndarray, lo: int, hi: int | None) -> np.ndarray:
+    """True ages in [lo, hi] (whole years; ages are whole numbers in UTKFace's names)."""
+    age = np.asarray(age, np.float64)
+    return (age >= lo) if hi is None else (age >= lo) & (age <= hi)
 
 
 @dataclass(frozen=True)
@@ -34,8 +47,9 @@ def classification_metrics(task: TaskSpec, truth: np.ndarray, pred: np.ndarray) 
     confusion = np.zeros((c, c), np.int64)
     np.add.at(confusion, (truth, pred), 1)
     per_class = {label: _ratio(confusion[i, i], confusion[i].sum()) for i, label in enumerate(task.labels)}
+    support = {label: int(confusion[i].sum()) for i, label in enumerate(task.labels)}
     return {"kind": task.kind, "n": int(len(truth)), "accuracy": _ratio(np.trace(confusion), confusion.sum()),
-            "labels": list(task.labels), "per_class": per_class, "confusion": confusion.tolist()}
+            "labels": list(task.labels), "per_class": per_class, "support": support, "confusion": confusion.tolist()}
 
 
 def value_metrics(task: TaskSpec, truth: np.ndarray, pred: np.ndarray) -> dict:
@@ -48,27 +62,49 @@ def value_metrics(task: TaskSpec, truth: np.ndarray, pred: np.ndarray) -> dict:
             "rmse": float(np.sqrt((err ** 2).mean())) if n else None}
 
 
+def _subset_scores(tasks: Mapping[str, TaskSpec], truth: Mapping[str, np.ndarray], pred: Mapping[str, np.ndarray],
+                   m: np.ndarray) -> dict:
+    """n, gender and race accuracy, age MAE and bias of the faces in mask ``m`` (None where empty)."""
+    n = int(m.sum())
+    row: dict = {"n": n}
+    for name in ("gender", "race"):
+        if name in tasks:
+            row[f"{name}_acc"] = _ratio((pred[name][m] == truth[name][m]).sum(), n)
+    if "age" in tasks:
+        err = pred["age"][m] - truth["age"][m]
+        row["age_mae"] = float(np.abs(err).mean()) if n else None
+        row["age_bias"] = float(err.mean()) if n else None
+    return row
+
+
 def group_table(tasks: Mapping[str, TaskSpec], truth: Mapping[str, np.ndarray],
                 pred: Mapping[str, np.ndarray]) -> list[dict]:
-    """Gender accuracy and age MAE for every race x gender group (true labels), UTKFace only."""
+    """Gender and race accuracy, age MAE and bias for every race x gender group (true labels);
+    UTKFace only (needs both gender and race)."""
     if not {"gender", "race"} <= tasks.keys():
         return []
     rows = []
     for r, race in enumerate(tasks["race"].labels):
         for g, gender in enumerate(tasks["gender"].labels):
             m = (truth["race"].astype(int) == r) & (truth["gender"].astype(int) == g)
-            n = int(m.sum())
-            row = {"race": race, "gender": gender, "n": n,
-                   "gender_acc": _ratio((pred["gender"][m] == truth["gender"][m]).sum(), n)}
-            if "age" in tasks:
-                row["age_mae"] = float(np.abs(pred["age"][m] - truth["age"][m]).mean()) if n else None
-            rows.append(row)
+            rows.append({"race": race, "gender": gender, **_subset_scores(tasks, truth, pred, m)})
     return rows
+
+
+def band_table(tasks: Mapping[str, TaskSpec], truth: Mapping[str, np.ndarray], pred: Mapping[str, np.ndarray],
+               bands: Sequence[tuple[int, int | None]] = AGE_BANDS) -> list[dict]:
+    """Per band of TRUE age: n, age MAE and bias, gender and race accuracy (those the data has).
+    Every band is listed, an empty one with n 0 and None scores; [] without an age task."""
+    if "age" not in tasks:
+        return []
+    return [{"band": band_label(lo, hi), "lo": lo, "hi": hi,
+             **_subset_scores(tasks, truth, pred, band_mask(truth["age"], lo, hi))} for lo, hi in bands]
 
 
 def compute_metrics(tasks: Sequence[TaskSpec], truth: Mapping[str, np.ndarray],
                     pred: Mapping[str, np.ndarray]) -> dict:
-    """Per-task blocks, headline keys (<task>_acc, <task>_mae, <task>_cs5) and the group table."""
+    """Per-task blocks, headline keys (<task>_acc, <task>_mae, <task>_cs5), the race x gender
+    table (``groups``) and the age-band table (``bands``)."""
     out: dict = {"tasks": {}}
     for t in tasks:
         if t.kind in ("binary", "multiclass"):
@@ -79,5 +115,7 @@ def compute_metrics(tasks: Sequence[TaskSpec], truth: Mapping[str, np.ndarray],
             out[f"{t.name}_mae"] = block["mae"]
             out[f"{t.name}_cs5"] = block["cs5"]
         out["tasks"][t.name] = block
-    out["groups"] = group_table({t.name: t for t in tasks}, truth, pred)
+    by_name = {t.name: t for t in tasks}
+    out["groups"] = group_table(by_name, truth, pred)
+    out["bands"] = band_table(by_name, truth, pred)
     return out

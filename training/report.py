@@ -77,6 +77,38 @@ def plot_value_errors(path: Path, title: str, truth: np.ndarray, pred: np.ndarra
     plt.close(fig)
 
 
+def class_table(block: dict) -> list[str]:
+    """A classifier's per-class table: true class, faces, accuracy on them (recall)."""
+    lines = ["| true class | faces | accuracy |", "|---|---|---|"]
+    for label in block["labels"]:
+        lines.append(f"| {label} | {block['support'][label]:,} | {_pct(block['per_class'][label])} |")
+    return lines
+
+
+_SCORE_COLUMNS = (("age_mae", "age MAE", _num), ("age_bias", "age bias", _num),
+                  ("gender_acc", "gender acc", _pct), ("race_acc", "race acc", _pct))
+
+
+def _score_lines(rows: Sequence[dict], keys: Sequence[tuple[str, str]]) -> list[str]:
+    cols = [c for c in _SCORE_COLUMNS if rows and c[0] in rows[0]]
+    lines = ["| " + " | ".join(title for _, title in keys) + " | n | " + " | ".join(t for _, t, _ in cols) + " |",
+             "|" + "---|" * (len(keys) + 1 + len(cols))]
+    for r in rows:
+        lines.append("| " + " | ".join(str(r[k]) for k, _ in keys) + f" | {r['n']:,} | "
+                     + " | ".join(fmt(r.get(k)) for k, _, fmt in cols) + " |")
+    return lines
+
+
+def band_lines(bands: Sequence[dict]) -> list[str]:
+    """The age-band table (band of true age, n, age MAE and bias, gender and race accuracy)."""
+    return _score_lines(bands, [("band", "age band")])
+
+
+def group_lines(groups: Sequence[dict]) -> list[str]:
+    """The race x gender table."""
+    return _score_lines(groups, [("race", "race"), ("gender", "gender")])
+
+
 def _headline(metrics: dict) -> list[str]:
     splits = metrics["splits"]
     keys = []
@@ -103,20 +135,29 @@ def write_report(metrics: dict, results: Sequence[SplitResult], out_dir: Path) -
              f"- date: {dt.date.today().isoformat()}"]
     if metrics.get("command"):
         lines.append(f"- reproduce: `{metrics['command']}`")
-    lines += ["", "`test_dedup` = the test split without the files byte-identical to a training file.",
-              "CS@5 = share of faces with |age error| <= 5 years.", "", "## Headline", ""]
+    if metrics.get("protocol") == "mtfl":
+        lines += ["", "MTFL: the labelled face of an image is the detection holding the centre of its given "
+                  "landmarks; images where no detection does are not scored (\"faces found\")."]
+    else:
+        lines += ["", "`test_dedup` = the test split without the files byte-identical to a training file."]
+    lines += ["CS@5 = share of faces with |age error| <= 5 years.", "", "## Headline", ""]
     lines += _headline(metrics)
     for r in results:
         m = metrics["splits"][r.name]
         lines += ["", f"## Split `{r.name}`", "",
                   f"{m['listed']} listed, {m['evaluated']} evaluated, skipped: "
                   + (", ".join(f"{k} {v}" for k, v in sorted(m["skipped"].items())) or "none") + "."]
+        found = m.get("faces_found")
+        if found and found["of"]:
+            lines += ["", f"Faces found: {found['found']:,} of {found['of']:,} ({_pct(found['share'])})."]
         for name, block in m["tasks"].items():
             lines += ["", f"### {name}", ""]
             if block["kind"] in ("binary", "multiclass"):
                 labels = block["labels"]
                 lines.append(f"Accuracy {_pct(block['accuracy'])} over {block['n']} faces. Per class (recall): "
                              + ", ".join(f"{k} {_pct(v)}" for k, v in block["per_class"].items()) + ".")
+                if block["kind"] == "multiclass" and "support" in block:
+                    lines += [""] + class_table(block)
                 lines += ["", "| true \\ predicted | " + " | ".join(labels) + " |", "|" + "---|" * (len(labels) + 1)]
                 for label, row in zip(labels, block["confusion"]):
                     lines.append(f"| {label} | " + " | ".join(str(v) for v in row) + " |")
@@ -129,14 +170,10 @@ def write_report(metrics: dict, results: Sequence[SplitResult], out_dir: Path) -
                 png = f"{name}_error_{r.name}.png"
                 plot_value_errors(out_dir / png, f"{name} ({r.name})", r.truth[name], r.pred[name], block["unit"])
                 lines += ["", f"![{name} error]({png})"]
+        if m.get("bands"):
+            lines += ["", "### By age band (true age)", ""] + band_lines(m["bands"])
         if m["groups"]:
-            has_age = "age_mae" in m["groups"][0]
-            lines += ["", "### By race x gender (true labels)", "",
-                      "| race | gender | n | gender acc |" + (" age MAE |" if has_age else ""),
-                      "|---|---|---|---|" + ("---|" if has_age else "")]
-            for g in m["groups"]:
-                lines.append(f"| {g['race']} | {g['gender']} | {g['n']} | {_pct(g['gender_acc'])} |"
-                             + (f" {_num(g['age_mae'])} |" if has_age else ""))
+            lines += ["", "### By race x gender (true labels)", ""] + group_lines(m["groups"])
     path = out_dir / "report.md"
     path.write_text("\n".join(lines) + "\n")
     return path

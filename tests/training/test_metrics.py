@@ -1,0 +1,69 @@
+"""training.metrics: the age-band table and the race x gender table, against plain numpy by hand."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from training.data import utk_tasks
+from training.metrics import AGE_BANDS, band_table, classification_metrics, compute_metrics, group_table
+
+TASKS = {t.name: t for t in utk_tasks("full")}
+
+
+def _data(n: int = 400, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    truth = {"gender": rng.integers(0, 2, n).astype(float), "race": rng.integers(0, 5, n).astype(float),
+             "age": rng.integers(1, 100, n).astype(float)}
+    pred = {"gender": np.where(rng.random(n) < 0.9, truth["gender"], 1 - truth["gender"]),
+            "race": np.where(rng.random(n) < 0.8, truth["race"], rng.integers(0, 5, n)).astype(float),
+            "age": truth["age"] + rng.normal(2, 6, n)}
+    return truth, pred
+
+
+def test_bands_are_the_issues_and_each_holds_its_true_ages():
+    assert [(lo, hi) for lo, hi in AGE_BANDS] == [(0, 12), (13, 20), (21, 40), (41, 60), (61, None)]
+    truth, pred = _data()
+    rows = band_table(TASKS, truth, pred)
+    assert [r["band"] for r in rows] == ["0–12", "13–20", "21–40", "41–60", "61+"]
+    assert sum(r["n"] for r in rows) == len(truth["age"])
+    for r in rows:
+        a = truth["age"]
+        m = (a >= r["lo"]) & (a <= (r["hi"] if r["hi"] is not None else np.inf))
+        err = pred["age"][m] - a[m]
+        assert r["n"] == m.sum()
+        assert r["age_mae"] == pytest.approx(np.abs(err).mean())
+        assert r["age_bias"] == pytest.approx(err.mean())
+        assert r["gender_acc"] == pytest.approx((pred["gender"][m] == truth["gender"][m]).mean())
+        assert r["race_acc"] == pytest.approx((pred["race"][m] == truth["race"][m]).mean())
+
+
+def test_band_edges_are_inclusive_and_an_empty_band_scores_none():
+    truth = {"age": np.array([12.0, 13.0, 20.0, 21.0, 60.0, 61.0]), "gender": np.zeros(6)}
+    pred = {"age": truth["age"] + 1, "gender": np.zeros(6)}
+    rows = band_table({"age": TASKS["age"], "gender": TASKS["gender"]}, truth, pred)
+    assert [r["n"] for r in rows] == [1, 2, 1, 1, 1]
+    assert "race_acc" not in rows[0]
+    only_adults = {"age": np.array([30.0, 45.0]), "gender": np.zeros(2)}
+    empty = band_table({"age": TASKS["age"], "gender": TASKS["gender"]}, only_adults, only_adults)[0]
+    assert empty == {"band": "0–12", "lo": 0, "hi": 12, "n": 0, "gender_acc": None, "age_mae": None, "age_bias": None}
+    assert band_table({"gender": TASKS["gender"]}, truth, pred) == []  # no age task: no bands
+
+
+def test_race_by_gender_rows_carry_gender_and_race_accuracy_and_age():
+    truth, pred = _data(seed=1)
+    rows = group_table(TASKS, truth, pred)
+    assert len(rows) == 10 and sum(r["n"] for r in rows) == len(truth["age"])
+    for r in rows:
+        m = (truth["race"] == TASKS["race"].labels.index(r["race"])) & (truth["gender"] == TASKS["gender"].labels.index(r["gender"]))
+        assert r["race_acc"] == pytest.approx((pred["race"][m] == truth["race"][m]).mean())
+        assert r["gender_acc"] == pytest.approx((pred["gender"][m] == truth["gender"][m]).mean())
+        assert r["age_mae"] == pytest.approx(np.abs(pred["age"][m] - truth["age"][m]).mean())
+
+
+def test_compute_metrics_holds_bands_groups_and_class_support():
+    truth, pred = _data(seed=2)
+    out = compute_metrics(list(TASKS.values()), truth, pred)
+    assert len(out["bands"]) == 5 and len(out["groups"]) == 10
+    race = classification_metrics(TASKS["race"], truth["race"], pred["race"])
+    assert race["support"] == {label: int((truth["race"] == i).sum()) for i, label in enumerate(TASKS["race"].labels)}
+    assert out["tasks"]["race"] == race
