@@ -61,15 +61,20 @@ def portraits_dir() -> Path | None:
     return folder if folder is not None and folder.is_dir() and any(folder.glob("*.jpg")) else None
 
 
+@lru_cache(maxsize=1)
+def _hog():
+    import dlib
+
+    return dlib.get_frontal_face_detector()
+
+
 @lru_cache(maxsize=64)
 def portrait(path: str) -> tuple[np.ndarray, np.ndarray]:
     """(image_bgr, the largest face's HOG box at upsample 1) of one portrait."""
-    import dlib
-
     image = cv2.imread(path, cv2.IMREAD_COLOR)
     if image is None:
         raise RuntimeError(f"{path}: cannot read the portrait")
-    rects = dlib.get_frontal_face_detector()(np.ascontiguousarray(image[:, :, ::-1]), 1)
+    rects = _hog()(np.ascontiguousarray(image[:, :, ::-1]), 1)
     if not rects:
         raise RuntimeError(f"{path}: HOG finds no face in the portrait")
     r = max(rects, key=lambda r: r.width())

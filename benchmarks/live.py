@@ -131,13 +131,14 @@ def _matches(found_xyxy: np.ndarray, true_xyxy: np.ndarray, threshold: float = 0
 
 
 def run_live(config: PipelineConfig, video: Path, seconds: float, fps: float = TARGET_FPS,
-             model_threads: int | None = None) -> dict:
+             model_threads: int | None = None, observe=None) -> dict:
     """Play ``video`` live for ``seconds`` through a pipeline built from ``config``.
 
     When the video has a truth file (the sample has), the frames with up to 5 faces are
     counted by the truth, and the faces the pipeline reports are scored against it
     (recall at IoU >= 0.5 over the faces fully in view; boxes matching no face, even a
     partly visible one, count as false): a setting that is fast because it misses faces shows it.
+    ``observe(result)``, when given, sees every result (after its labels are drawn).
     """
     truth = load_truth(video)
     pipeline = Pipeline.create(replace(config, model_threads=model_threads))
@@ -151,10 +152,12 @@ def run_live(config: PipelineConfig, video: Path, seconds: float, fps: float = T
     dropped = detected = true_faces = matched = false_boxes = 0
     t_start = time.perf_counter()
     results = pipeline.run(source, live=True)
-    with contextlib.closing(results):
+    with contextlib.closing(pipeline), contextlib.closing(results):  # (the background detector's thread)
         for result in results:
             renderer(result.frame.image_bgr, result.faces, pipeline.spec)
             t_drawn = time.perf_counter()
+            if observe is not None:
+                observe(result)
             latencies.append((t_drawn - source.released_s[result.frame.index]) * 1e3)
             true_xyxy, any_xyxy = truth.get(result.frame.index, (None, None)) if truth is not None else (None, None)
             faces_per_result.append(len(true_xyxy) if true_xyxy is not None else len(result.faces))

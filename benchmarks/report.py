@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 from benchmarks.common import OUT_DIR, REPO_ROOT
+from benchmarks.live_hd import report_lines as live_hd_lines, summary_rows as live_hd_summary
 from benchmarks.report_plots import plot_network, plot_scaling
 
 STAGE_ORDER = ("decode", "detect_hog_up0", "detect_hog_up1", "detect_cnn_up0", "align", "network",
@@ -85,6 +86,8 @@ def _speed(doc: dict, res_dir: Path) -> list[str]:
         L += _network(s["network"], res_dir)
     if "live" in s:
         L += _live(s["live"])
+    if "live_hd" in s:
+        L += live_hd_lines(s["live_hd"])
     if "annotate" in s:
         a = s["annotate"]
         L += ["### Batch annotation throughput", "",
@@ -283,6 +286,8 @@ def _summary(speed: dict | None, accuracy: dict | None) -> list[str]:
         rows.append([f"live, best setting with face recall >= 95 % ({best['variant']})", ">= 30 fps, p95 <= 33 ms",
                      f"{best['delivered_fps']:.1f} fps, p95 {_f(best['latency_ms_up_to_5_faces']['p95'])} ms, "
                      f"recall {_f(best.get('recall_iou50'), 1, True)}", "met" if best["meets_target"] else "missed"])
+    if "live_hd" in sec:
+        rows += live_hd_summary(sec["live_hd"])
     a = sec.get("annotate")
     if a:
         rows.append(["batch annotation / (decode+encode)", ">= 0.5", f"{a['throughput_ratio']:.3f}",

@@ -1,6 +1,6 @@
 """Speed: per-stage cost, the network against the peers, the live pipeline, batch annotation.
 
-    python -m benchmarks.speed [--quick] [--model PATH] [--out benchmarks/out]
+    python -m benchmarks.speed [--quick] [--model PATH] [--out benchmarks/out] [--sections live_hd,...]
 
 Writes ``<out>/speed.json`` (then ``python -m benchmarks.report`` writes RESULTS.md).
 Medians after warm-up; ratios against the peers come from the same run. The load average
@@ -20,6 +20,8 @@ import numpy as np
 
 from benchmarks.common import OUT_DIR, compose_frame, face_crops, write_json
 from benchmarks.live import LIVE_VARIANTS, measure_annotation, measure_live
+from benchmarks.live_hd import HD_VARIANTS, QUICK_VARIANTS, measure_live_hd
+from benchmarks.composed_videos import VIDEOS
 from benchmarks.network import measure_network
 from benchmarks.stages import QUICK_STAGES, StagePlan, measure_stages
 from benchmarks.standin import choose_model
@@ -27,7 +29,7 @@ from engine import assets
 from engine.model import FaceAttrModel, ModelLoadError
 from engine.write import VideoWriter
 
-SECTIONS = ("stages", "network", "live", "annotate")
+SECTIONS = ("stages", "network", "live", "live_hd", "annotate")
 
 
 def _fallback_video(folder: Path, crops: list[np.ndarray], seconds: float) -> Path:
@@ -60,11 +62,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seconds", type=float, help="seconds of live playback per setting (default 10, quick 1)")
     p.add_argument("--sections", default=",".join(SECTIONS), help=f"comma list of {', '.join(SECTIONS)}")
     p.add_argument("--no-peers", action="store_true", help="skip the peer networks")
+    p.add_argument("--hd-videos", help=f"live_hd: comma list of {', '.join(VIDEOS)} (default: all); "
+                   "built into <out>/videos when missing")
     args = p.parse_args(argv)
     sections = [s.strip() for s in args.sections.split(",") if s.strip()]
     unknown = [s for s in sections if s not in SECTIONS]
     if unknown:
         p.error(f"unknown section(s) {unknown}; choose from {', '.join(SECTIONS)}")
+    bad = [v for v in (args.hd_videos or "").split(",") if v.strip() and v.strip() not in VIDEOS]
+    if bad:
+        p.error(f"unknown --hd-videos {bad}; choose from {', '.join(VIDEOS)}")
 
     try:
         choice = choose_model(args.model, allow_standin=True)
@@ -100,6 +107,12 @@ def main(argv: list[str] | None = None) -> int:
             print("speed: live pipeline")
             variants = LIVE_VARIANTS if not args.quick else LIVE_VARIANTS[:2]
             body["sections"]["live"] = measure_live(choice.path, Path(video), seconds, variants)
+        if "live_hd" in sections:
+            print("speed: live pipeline on composed HD videos")
+            names = [s.strip() for s in args.hd_videos.split(",")] if args.hd_videos else None
+            body["sections"]["live_hd"] = measure_live_hd(
+                choice.path, seconds, args.out / "videos", names,
+                variants=QUICK_VARIANTS if args.quick else HD_VARIANTS, quick=args.quick)
         if "annotate" in sections:
             print("speed: batch annotation")
             body["sections"]["annotate"] = measure_annotation(choice.path, Path(video),
