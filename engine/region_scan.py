@@ -147,9 +147,10 @@ class RegionScanner:
         """``tracked`` (the last frame's faces) after a region scan of this frame.
 
         Rows: the confirmed faces (the tracked row, or the found box without landmarks
-        where they disagree; the track's id),
-        the missed faces still forgiven (their own row: the pipeline follows them by their
-        landmarks), then the faces found that no track covers (new, id -1)."""
+        where the two disagree; the track's id), the missed faces still forgiven (their own
+        row), then the faces found that no track covers (new, id -1). Rows with landmarks
+        are moved by the pipeline with their refitted landmarks; the others are new boxes.
+        Call :meth:`settle` with the tracker's ids for these rows."""
         found = self.scan(image_bgr, tracked.xyxy)
         pairs = (greedy_match(iou_matrix(tracked.xyxy, found.xyxy), SAME_FACE_IOU)
                  if len(tracked) and len(found) else [])
