@@ -17,6 +17,7 @@ from PySide6.QtGui import QAction, QActionGroup, QColor, QIcon, QKeySequence, QP
 from PySide6.QtWidgets import QMenu, QStyle, QToolBar
 
 from app.settings import AppSettings
+from engine.assets import shipped_models
 from engine.detect import DEFAULT_MIN_FACE, DETECTOR_TITLES
 from engine.providers import BACKEND_TITLES, BACKENDS, backend_problem
 from engine.modelspec import ModelSpec
@@ -81,6 +82,9 @@ class Menus:
             file_menu.addAction(a)
         self.recent_menu = file_menu.addMenu("Open recent")
         file_menu.addAction(self.open_model)
+        self.shipped_menu = file_menu.addMenu("Shipped models")
+        for title, path in shipped_models():
+            self.shipped_menu.addAction(self._action(title, lambda _=False, p=path: w.load_model(p)))
         file_menu.addSeparator()
         for a in (self.snapshot, self.export):
             file_menu.addAction(a)

@@ -43,8 +43,28 @@ FACE_RESNET = "dlib_face_recognition_resnet_model_v1.dat"
 MMOD_DETECTOR = "mmod_human_face_detector.dat"
 
 
+DEFAULT_MODEL = "faceattr-allages.onnx"
+PREVIOUS_DEFAULT = "faceattr-utkface.onnx"  # the default before the all-ages model (issue 11)
+
+
+def models_dir() -> Path:
+    return bundle_root() / "assets" / "models"
+
+
 def default_model_path() -> Path:
-    return bundle_root() / "assets" / "models" / "faceattr-utkface.onnx"
+    """The all-ages model; the older UTKFace model where a checkout predates it."""
+    path = models_dir() / DEFAULT_MODEL
+    return path if path.is_file() or not (models_dir() / PREVIOUS_DEFAULT).is_file() else models_dir() / PREVIOUS_DEFAULT
+
+
+def shipped_models() -> list[tuple[str, Path]]:
+    """(title, path) of each model shipped under assets/models, the default first; INT8 siblings
+    are not listed (the engine picks them by --precision)."""
+    found = sorted(p for p in models_dir().rglob("*.onnx") if not p.name.endswith(".int8.onnx"))
+    default = default_model_path()
+    found.sort(key=lambda p: p != default)
+    return [(("default: " if p == default else f"{p.parent.name}: " if p.parent != models_dir() else "") + p.stem, p)
+            for p in found]
 
 
 def sample_video_path() -> Path:

@@ -245,3 +245,20 @@ def test_a_file_that_breaks_midway_plays_its_frames_then_says_why_it_ended(make_
     assert window.error_box is not None and not window.is_running()
     window.play()  # plays it again from the start: the window is still usable
     wait_frames(qtbot, window, 2)
+
+
+def test_the_shipped_models_menu_lists_the_default_first_and_loads_the_thesis_model(make_window, qtbot):
+    from engine.assets import default_model_path
+
+    thesis = default_model_path().parent / "thesis" / "faceattr-utkface-coral.onnx"
+    if not thesis.is_file():
+        pytest.skip(f"{thesis} is not in this checkout")
+    window = make_window(source="sample")
+    wait_frames(qtbot, window, 1)
+    actions = {a.text(): a for a in window.menus.shipped_menu.actions()}
+    assert list(actions)[0].startswith("default: ")
+    before = window.pipeline
+    actions["thesis: faceattr-utkface-coral"].trigger()
+    qtbot.waitUntil(lambda: window.pipeline is not before, timeout=15_000)
+    assert window.settings.model_path == str(thesis)
+    wait_frames(qtbot, window, 2)
