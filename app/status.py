@@ -9,9 +9,9 @@ from typing import Mapping
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QLabel, QMessageBox, QWidget
 
+from engine.pipeline import STAGES
 from engine.providers import BACKEND_TITLES, short_provider
 
-STAGES = ("detect", "align", "model", "track", "smooth")
 LATENCY_SMOOTHING = 0.8  # weight of the past in each stage's running average
 
 

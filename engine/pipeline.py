@@ -51,6 +51,9 @@ from engine.track import IouTracker
 from engine.types import Faces, Frame, FrameResult
 
 FILE_QUEUE_FRAMES = 8
+# The per-stage timing keys of FrameResult.timings_ms, in pipeline order (a frame carries the
+# ones that ran on it; "total" covers them all).
+STAGES = ("scene", "detect", "regions", "align", "model", "track", "smooth")
 CAPTURE_JOIN_S = 5.0  # longest wait for a capture thread stuck in a read (a hung camera)
 
 
