@@ -4,7 +4,8 @@
 
     {"source": "clip.mp4", "frame": 12, "time_s": 0.4, "track_id": 3,
      "box_xyxy": [x0, y0, x1, y1], "score": 1.234,
-     "gender": "female", "gender_confidence": 0.97, "age": 34.2, "age_confidence": null, ...}
+     "gender": "female", "gender_confidence": 0.97, "age": 34.2, "age_confidence": 0.19,
+     "age_spread": 4.3, ...}
 
 ``source`` is the video's path, or for a folder the image's own path; ``frame`` is the
 frame's index in the video, or the image's place in the folder's name-sorted listing
@@ -29,10 +30,9 @@ def _num(value: float, digits: int) -> float | None:
 
 
 def task_columns(spec: ModelSpec) -> list[str]:
-    cols = []
-    for t in spec.tasks:
-        cols += [t.name, f"{t.name}_confidence"]
-    return cols
+    """Each task's fields, by its kind: ``<name>``, ``<name>_confidence`` and, for value tasks,
+    ``<name>_spread`` (one standard deviation, e.g. the age's ±)."""
+    return [c for t in spec.tasks for c in task_kind(t.kind).record_columns(t)]
 
 
 def face_records(result: FrameResult, spec: ModelSpec) -> list[dict[str, Any]]:
@@ -49,11 +49,10 @@ def face_records(result: FrameResult, spec: ModelSpec) -> list[dict[str, Any]]:
             "score": _num(faces.score[i], 3),
         }
         for task in spec.tasks:
-            pred = faces.tasks.get(task.name)
+            kind, pred = task_kind(task.kind), faces.tasks.get(task.name)
             if pred is None:
-                rec[task.name] = rec[f"{task.name}_confidence"] = None
+                rec.update(dict.fromkeys(kind.record_columns(task)))
                 continue
-            rec[task.name] = task_kind(task.kind).record_value(task, pred, i)
-            rec[f"{task.name}_confidence"] = _num(pred.confidence[i], 3)
+            rec.update(kind.record_fields(task, pred, i))
         records.append(rec)
     return records

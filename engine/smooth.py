@@ -31,6 +31,7 @@ class _TaskState:
     confidence: np.ndarray
     probs: np.ndarray | None
     points: np.ndarray | None
+    spread: np.ndarray | None = None
 
 
 @dataclass
@@ -76,7 +77,8 @@ class TaskSmoother:
         out = {name: TaskPrediction(
             value=pred.value.copy(), confidence=pred.confidence.copy(),
             probs=None if pred.probs is None else pred.probs.copy(),
-            points_xy=None if pred.points_xy is None else pred.points_xy.copy(), task=pred.task)
+            points_xy=None if pred.points_xy is None else pred.points_xy.copy(), task=pred.task,
+            spread=None if pred.spread is None else pred.spread.copy())
             for name, pred in faces.tasks.items()}
         for i, tid in enumerate(faces.track_id.tolist()):
             if tid < 0:
@@ -97,23 +99,30 @@ class TaskSmoother:
         raw = _TaskState(
             value=pred.value[i].astype(np.float32), confidence=pred.confidence[i].astype(np.float32),
             probs=None if pred.probs is None else pred.probs[i].astype(np.float32),
-            points=None if pred.points_xy is None else pred.points_xy[i].astype(np.float32))
+            points=None if pred.points_xy is None else pred.points_xy[i].astype(np.float32),
+            spread=None if pred.spread is None else pred.spread[i].astype(np.float32))
         if state is None:
             return raw  # a new track (or a task new to it) starts from this frame's prediction
         a = self.alpha
         s = _TaskState(value=_ema(state.value, raw.value, a),
                        confidence=_ema(state.confidence, raw.confidence, a),
-                       probs=_ema(state.probs, raw.probs, a), points=_ema(state.points, raw.points, a))
-        if s.probs is not None:
-            s.confidence = s.probs.max()
-            if task_kind(kind).label_index:
-                s.value = np.float32(s.probs.argmax())
+                       probs=_ema(state.probs, raw.probs, a), points=_ema(state.points, raw.points, a),
+                       spread=_ema(state.spread, raw.spread, a))
+        if s.probs is not None:  # labels and distributions: re-derived from the smoothed probabilities
+            summary = task_kind(kind).from_probs(pred.task, s.probs)
+            if summary is not None:
+                s.value, s.confidence, spread = summary
+                s.spread = spread if spread is not None else s.spread
+            else:
+                s.confidence = s.probs.max()
         pred.value[i] = s.value
         pred.confidence[i] = s.confidence
         if s.probs is not None:
             pred.probs[i] = s.probs
         if s.points is not None:
             pred.points_xy[i] = s.points
+        if s.spread is not None and pred.spread is not None:
+            pred.spread[i] = s.spread
         return s
 
     def _kind(self, name: str, pred: TaskPrediction) -> str:

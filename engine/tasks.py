@@ -9,7 +9,7 @@ that depends on the kind lives in that kind's class here, and nowhere else:
 - ``label_index``: whether ``value`` is a label index re-derived from smoothed
   probabilities (``engine.smooth`` averages probabilities, values and points alike);
 - :meth:`TaskKind.text`: the short label drawn on the overlay and in the face panel;
-- :meth:`TaskKind.record_value`: the value written to JSONL / CSV.
+- :meth:`TaskKind.record_value` / :meth:`TaskKind.record_columns`: what is written to JSONL / CSV.
 
 A new kind is one class with ``@register_task_kind``; the training side has its mirror
 in ``training/task_heads.py``. See docs/ARCHITECTURE.md, "Task kinds".
@@ -79,6 +79,20 @@ class TaskKind:
     def record_value(self, task: "TaskSpec", pred: TaskPrediction, i: int) -> Any:
         return _num(pred.value[i], 2)
 
+    def from_probs(self, task: "TaskSpec | None", probs_row: np.ndarray):
+        """(value, confidence, spread) of one face from (smoothed) probabilities, or None when
+        this kind's value is not a function of them."""
+        if self.label_index:
+            return np.float32(probs_row.argmax()), np.float32(probs_row.max()), None
+        return None
+
+    def record_columns(self, task: "TaskSpec") -> tuple[str, ...]:
+        """This task's JSONL / CSV fields; ``record_fields`` fills them."""
+        return (task.name, f"{task.name}_confidence")
+
+    def record_fields(self, task: "TaskSpec", pred: TaskPrediction, i: int) -> dict[str, Any]:
+        return {task.name: self.record_value(task, pred, i), f"{task.name}_confidence": _num(pred.confidence[i], 3)}
+
 
 class _Labelled(TaskKind):
     needs = ("labels",)
@@ -135,8 +149,32 @@ def _number_text(task, value: float) -> str:
     return f"{number} {unit}".strip()
 
 
+class _Value(TaskKind):
+    """A number per face in ``unit``, with a spread (one standard deviation) where the model
+    gives one: shown "34±4 y", written as ``<name>_spread``; confidence = 1 / (1 + spread)."""
+
+    def text(self, task, pred, i):
+        text = _number_text(task, float(pred.value[i]))
+        spread = float(pred.spread[i]) if pred.spread is not None else math.nan
+        if math.isfinite(spread) and text != "?":
+            number, _, unit = text.partition(" ")
+            text = f"{number}±{spread:.0f} {unit}".strip()
+        return text
+
+    def record_columns(self, task):
+        return (*super().record_columns(task), f"{task.name}_spread")
+
+    def record_fields(self, task, pred, i):
+        spread = _num(pred.spread[i], 2) if pred.spread is not None else None
+        return {**super().record_fields(task, pred, i), f"{task.name}_spread": spread}
+
+
+def _spread_confidence(spread: np.ndarray) -> np.ndarray:
+    return (1.0 / (1.0 + np.maximum(spread, 0.0))).astype(np.float32)
+
+
 @register_task_kind
-class Regression(TaskKind):
+class Regression(_Value):
     """One number per face in ``unit``; an optional '<name>_spread' output gives confidence
     1 / (1 + spread)."""
 
@@ -149,25 +187,16 @@ class Regression(TaskKind):
     def decode(self, task, raw, extra, chip_to_frame, chip_size):
         n = len(raw)
         spread = extra.get(f"{task.name}_spread")
-        if spread is not None:
-            confidence = 1.0 / (1.0 + np.maximum(np.asarray(spread, np.float32).reshape(n), 0.0))
-        else:
-            confidence = np.full(n, np.nan, np.float32)
-        return TaskPrediction(value=raw.reshape(n), confidence=confidence)
-
-    def text(self, task, pred, i):
-        """"34 y", or "34±6 y" when the model gives a spread (confidence = 1 / (1 + spread))."""
-        text = _number_text(task, float(pred.value[i]))
-        conf = float(pred.confidence[i])
-        if math.isfinite(conf) and conf > 0 and text != "?":
-            number, _, unit = text.partition(" ")
-            text = f"{number}±{1.0 / conf - 1.0:.0f} {unit}".strip()
-        return text
+        if spread is None:
+            return TaskPrediction(value=raw.reshape(n), confidence=np.full(n, np.nan, np.float32))
+        spread = np.maximum(np.asarray(spread, np.float32).reshape(n), 0.0)
+        return TaskPrediction(value=raw.reshape(n), confidence=_spread_confidence(spread), spread=spread)
 
 
 @register_task_kind
-class Expectation(TaskKind):
-    """A softmax over ``bins``; value = the expectation Σ pᵢ·binᵢ, confidence = the top probability."""
+class Expectation(_Value):
+    """A softmax over ``bins`` (a distribution: age over one-year bins); value = its mean
+    Σ pᵢ·binᵢ, spread = its standard deviation, confidence = 1 / (1 + spread)."""
 
     name = "expectation"
     needs = ("bins",)
@@ -178,12 +207,22 @@ class Expectation(TaskKind):
 
     def decode(self, task, raw, extra, chip_to_frame, chip_size):
         probs = raw.reshape(len(raw), len(task.bins))
-        value = probs @ np.asarray(task.bins, np.float32)
-        return TaskPrediction(value=value.astype(np.float32, copy=False),
-                              confidence=probs.max(axis=1, initial=0.0), probs=probs)
+        value, spread = self.summarise(task, probs)
+        return TaskPrediction(value=value, confidence=_spread_confidence(spread), probs=probs, spread=spread)
 
-    def text(self, task, pred, i):
-        return _number_text(task, float(pred.value[i]))
+    @staticmethod
+    def summarise(task, probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Mean and standard deviation of each row's distribution over ``task.bins``."""
+        p, bins = np.asarray(probs, np.float64), np.asarray(task.bins, np.float64)
+        mean = p @ bins
+        var = np.maximum(p @ (bins * bins) - mean * mean, 0.0)
+        return mean.astype(np.float32), np.sqrt(var).astype(np.float32)
+
+    def from_probs(self, task, probs_row):
+        if task is None:  # a bare prediction: its bins are unknown
+            return None
+        mean, spread = self.summarise(task, probs_row[None])
+        return mean[0], _spread_confidence(spread)[0], spread[0]
 
 
 @register_task_kind

@@ -48,6 +48,8 @@ class TaskPrediction:
     ``probs``: [N, C] probabilities (binary: [N, 2] as (p(labels[0]), p(labels[1])),
     multiclass/expectation: the softmax), or None.
     ``points_xy``: [N, K, 2] frame pixels for landmark tasks, else None.
+    ``spread``: [N] one standard deviation in the task's unit for value tasks that give one
+    (an expectation's distribution, a regression's spread output), else None.
     ``task``: the description of the task it was decoded for (its kind, labels, unit), so
     a prediction can be labelled on its own (:meth:`text`).
     """
@@ -57,10 +59,11 @@ class TaskPrediction:
     probs: np.ndarray | None = None
     points_xy: np.ndarray | None = None
     task: "TaskSpec | None" = None
+    spread: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         n = len(self.value)
-        for name in ("confidence", "probs", "points_xy"):
+        for name in ("confidence", "probs", "points_xy", "spread"):
             arr = getattr(self, name)
             if arr is not None and len(arr) != n:
                 raise ValueError(f"TaskPrediction.{name} has {len(arr)} rows, value has {n}")
@@ -80,6 +83,7 @@ class TaskPrediction:
             probs=None if self.probs is None else self.probs[index],
             points_xy=None if self.points_xy is None else self.points_xy[index],
             task=self.task,
+            spread=None if self.spread is None else self.spread[index],
         )
 
     def text(self, i: int) -> str:

@@ -51,8 +51,8 @@ def test_video_gets_an_annotated_copy_and_records_for_every_face(pipeline, scene
     for r in records:
         assert r["source"] == str(scene.path)
         assert set(r) == {"source", "frame", "time_s", "track_id", "box_xyxy", "score", "gender", "gender_confidence",
-                          "race", "race_confidence", "age", "age_confidence", "age_bins",
-                          "age_bins_confidence"}
+                          "race", "race_confidence", "age", "age_confidence", "age_spread", "age_bins",
+                          "age_bins_confidence", "age_bins_spread"}
         assert any(centre_inside(r["box_xyxy"], reg) for reg in scene.photo_xyxy[r["frame"]])
         assert r["time_s"] == pytest.approx(r["frame"] / scene.fps, abs=1e-3)
     with open(out / "walk.mp4.csv", newline="") as f:

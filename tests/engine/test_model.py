@@ -273,10 +273,13 @@ def test_decode_follows_raw_outputs_of_an_independent_session(model, tiny_model_
     np.testing.assert_allclose(a.value, age, atol=1e-5)
     assert np.isnan(a.confidence).all() and a.probs is None
 
-    b = pred["age_bins"]  # expectation: sum of p_i * bin_i, top-bin probability
+    b = pred["age_bins"]  # expectation: mean sum(p_i * bin_i), spread = std, confidence 1 / (1 + std)
     bin_values = np.array(model.spec.task("age_bins").bins)
-    np.testing.assert_allclose(b.value, (bins * bin_values).sum(axis=1), rtol=1e-5)
-    np.testing.assert_allclose(b.confidence, bins.max(axis=1), atol=1e-6)
+    mean = (bins * bin_values).sum(axis=1)
+    std = np.sqrt((bins * (bin_values[None] - mean[:, None]) ** 2).sum(axis=1))
+    np.testing.assert_allclose(b.value, mean, rtol=1e-5)
+    np.testing.assert_allclose(b.spread, std, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(b.confidence, 1 / (1 + std), rtol=1e-4)
     assert ((b.value > bin_values[0]) & (b.value < bin_values[-1])).all()
 
 

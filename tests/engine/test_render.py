@@ -75,9 +75,13 @@ def test_label_says_track_id_and_every_task_from_the_models_probabilities(model)
         if task.kind in ("binary", "multiclass"):
             k = int(np.argmax(pred.probs[0]))
             expected.append(f"{task.labels[k]} {round(float(pred.probs[0, k]) * 100)}%")
-        else:  # regression, expectation: whole years
-            value = float(pred.probs[0] @ np.array(task.bins)) if task.kind == "expectation" else float(pred.value[0])
-            expected.append(f"{value:.0f} y")
+        elif task.kind == "expectation":  # whole years ± one standard deviation of the distribution
+            bins = np.array(task.bins)
+            mean = float(pred.probs[0] @ bins)
+            std = float(np.sqrt(pred.probs[0] @ (bins - mean) ** 2))
+            expected.append(f"{mean:.0f}±{std:.0f} y")
+        else:  # regression without a spread output: whole years
+            expected.append(f"{float(pred.value[0]):.0f} y")
     assert Renderer().label_lines(faces, 0) == expected
 
 
@@ -94,6 +98,7 @@ def test_age_shows_its_spread_when_the_model_gives_one(tmp_path):
     faces = _faces(spread_model, [[100, 100, 180, 180]], [1])
     pred = faces.tasks["age"]
     spread = 1.0 / float(pred.confidence[0]) - 1.0  # the engine's confidence is 1 / (1 + spread)
+    assert float(pred.spread[0]) == pytest.approx(spread, rel=1e-4)
     assert value_text(pred, 0) == f"{float(pred.value[0]):.0f}±{spread:.0f} y"
 
 

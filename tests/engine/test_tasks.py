@@ -53,6 +53,20 @@ def test_expectation_value_is_the_mean_over_its_bins():
     assert pred.value.tolist() == pytest.approx([15.0])
 
 
+def test_an_age_distribution_decodes_to_its_mean_and_spread_and_reads_34_plus_minus_4():
+    ages = tuple(float(a) for a in range(0, 101))
+    task = TaskSpec("age", "expectation", unit="years", bins=ages)
+    p = np.exp(-0.5 * ((np.array(ages) - 34.0) / 4.0) ** 2)  # a Gaussian of mean 34, sd 4 over one-year bins
+    pred = task_kind("expectation").decode(task, (p / p.sum())[None].astype(np.float32), {}, None, 150)
+    assert pred.value[0] == pytest.approx(34.0, abs=1e-3) and pred.spread[0] == pytest.approx(4.0, abs=0.01)
+    assert pred.confidence[0] == pytest.approx(1 / 5, abs=1e-3)
+    assert task_kind("expectation").text(task, pred, 0) == "34±4 y"
+    assert task_kind("expectation").record_fields(task, pred, 0) == pytest.approx(
+        {"age": 34.0, "age_confidence": 0.2, "age_spread": 4.0}, abs=0.01)
+    sharp = task_kind("expectation").decode(task, np.eye(len(ages), dtype=np.float32)[[70]], {}, None, 150)
+    assert sharp.value[0] == 70.0 and sharp.spread[0] == 0.0 and sharp.confidence[0] == 1.0
+
+
 def test_regression_reads_its_optional_spread_output_as_confidence():
     k = task_kind("regression")
     assert k.optional_outputs(SPECS["regression"]) == ("age_spread",)

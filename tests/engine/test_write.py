@@ -51,6 +51,8 @@ def _expected_record(result: FrameResult, spec) -> dict:
             rec[t.name] = round(float(p.value[0]), 2)
         c = float(p.confidence[0])
         rec[f"{t.name}_confidence"] = None if math.isnan(c) else round(c, 3)
+        if t.kind in ("regression", "expectation"):  # value tasks also write their spread (± one std)
+            rec[f"{t.name}_spread"] = None if p.spread is None else round(float(p.spread[0]), 2)
     return rec
 
 
@@ -59,7 +61,12 @@ def test_records_carry_every_task_with_labels_as_strings_and_nan_as_null(result,
     assert records == [_expected_record(result, pipeline.spec)]
     rec = records[0]
     assert rec["gender"] in ("male", "female") and rec["race"] in pipeline.spec.task("race").labels
-    assert rec["age_confidence"] is None  # the tiny model's age has no spread output
+    assert rec["age_confidence"] is None and rec["age_spread"] is None  # the tiny model's age has no spread output
+    bins = np.asarray(pipeline.spec.task("age_bins").bins)  # an expectation: the std of its distribution
+    probs = result.faces.tasks["age_bins"].probs[0]
+    std = np.sqrt(probs @ (bins - probs @ bins) ** 2)
+    assert rec["age_bins_spread"] == pytest.approx(std, abs=0.01) and rec["age_bins_spread"] > 0
+    assert rec["age_bins_confidence"] == pytest.approx(1 / (1 + std), abs=1e-3)
 
 
 def test_jsonl_round_trips_and_skips_frames_without_faces(tmp_path, result, pipeline):
@@ -119,10 +126,11 @@ def test_csv_has_the_same_values_as_jsonl(tmp_path, result, pipeline):
     expected = _expected_record(result, pipeline.spec)
     assert list(row) == ["source", "frame", "time_s", "track_id", "box_x0", "box_y0", "box_x1", "box_y1", "score",
                          "gender", "gender_confidence", "race", "race_confidence", "age", "age_confidence",
-                         "age_bins", "age_bins_confidence"]
+                         "age_spread", "age_bins", "age_bins_confidence", "age_bins_spread"]
     assert [float(row[k]) for k in ("box_x0", "box_y0", "box_x1", "box_y1")] == expected["box_xyxy"]
     assert row["gender"] == expected["gender"] and row["race"] == expected["race"]
-    assert float(row["age"]) == expected["age"] and row["age_confidence"] == ""
+    assert float(row["age"]) == expected["age"] and row["age_confidence"] == "" and row["age_spread"] == ""
+    assert float(row["age_bins_spread"]) == expected["age_bins_spread"]
     assert int(row["frame"]) == 7 and float(row["time_s"]) == 0.233
 
 
