@@ -38,10 +38,11 @@ import torch
 
 from engine.modelspec import TaskSpec
 from training.checkpoint import CheckpointError, git_commit, load_checkpoint
+from training.task_heads import calibrated_kinds, task_head
 
 METHOD = "temperature scaling"
 SPLIT = "valid"
-CALIBRATED_KINDS = ("binary", "multiclass")
+CALIBRATED_KINDS = calibrated_kinds()  # binary and multiclass: the kinds whose head says ``calibrated``
 ECE_BINS = 15
 T_MIN, T_MAX = 0.05, 20.0  # search range; a fit at either end is reported as such
 GRID_POINTS = 81  # coarse log-spaced grid before the golden-section refinement
@@ -54,15 +55,17 @@ class CalibrationError(RuntimeError):
 
 # -- the arithmetic (numpy, float64) ---------------------------------------------------------
 def class_logits(kind: str, logits: np.ndarray) -> np.ndarray:
-    """A task's logits as [V, N, C] class logits: binary z -> (0, z), whose softmax is
-    (1 - sigmoid(z), sigmoid(z)), so both kinds share one code path. ``logits`` is [V, N] (binary)
-    or [V, N, C] (multiclass), V views of the same N samples (1, or 2 with flip TTA)."""
+    """A task's logits as [V, N, C] class logits (the kind's ``class_logits``): binary z -> (0, z),
+    whose softmax is (1 - sigmoid(z), sigmoid(z)), so both kinds share one code path. ``logits`` is
+    [V, N] (binary) or [V, N, C] (multiclass), V views of the same N samples (1, or 2 with flip TTA)."""
     z = np.asarray(logits, np.float64)
-    if kind == "binary":
-        return np.stack([np.zeros_like(z), z], axis=-1)
-    if kind == "multiclass":
-        return z
-    raise CalibrationError(f"temperature scaling is for {' and '.join(CALIBRATED_KINDS)} tasks, not {kind}")
+    try:
+        head = task_head(kind)
+    except ValueError:
+        head = None
+    if head is None or not head.calibrated:
+        raise CalibrationError(f"temperature scaling is for {' and '.join(CALIBRATED_KINDS)} tasks, not {kind}")
+    return head.class_logits(z)
 
 
 def log_probs(class_z: np.ndarray, temperature: float) -> np.ndarray:
@@ -168,7 +171,7 @@ def validation_sets(cfg, tasks: Sequence[TaskSpec]) -> list:
 def collect_logits(net, sets: Sequence, batch: int, device: str, flip_tta: bool
                    ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     """Every label task's logits ([V, N] / [V, N, C]) and targets ([N]) over the sets, in order."""
-    tasks = [t for t in net.tasks if t.kind in CALIBRATED_KINDS]
+    tasks = [t for t in net.tasks if task_head(t).calibrated]
     outs: dict[str, list[np.ndarray]] = {t.name: [] for t in tasks}
     net = net.to(device).eval()
     with torch.inference_mode():
@@ -228,8 +231,8 @@ def calibrate(ckpt_path: Path, data: str | None = None, chips: str | None = None
     logits, targets = collect_logits(net, sets, batch, dev, flip_tta)
     tasks, uncalibrated = {}, {}
     for t in net.tasks:
-        if t.kind not in CALIBRATED_KINDS:
-            uncalibrated[t.name] = f"{t.kind}: temperature scaling is for binary and multiclass tasks"
+        if not task_head(t).calibrated:
+            uncalibrated[t.name] = f"{t.kind}: temperature scaling is for {' and '.join(CALIBRATED_KINDS)} tasks"
             continue
         fitted = calibrate_task(t.kind, logits[t.name], targets[t.name])
         if fitted is None:
@@ -237,7 +240,7 @@ def calibrate(ckpt_path: Path, data: str | None = None, chips: str | None = None
         else:
             tasks[t.name] = {"kind": t.kind, **fitted.to_dict()}
     if not tasks:
-        raise CalibrationError(f"{ckpt_path}: no binary or multiclass task has labelled validation samples")
+        raise CalibrationError(f"{ckpt_path}: no {' or '.join(CALIBRATED_KINDS)} task has labelled validation samples")
     return {"method": METHOD, "split": SPLIT, "flip_tta": bool(flip_tta), "ece_bins": ECE_BINS, "tasks": tasks,
             "uncalibrated": uncalibrated,
             "checkpoint": {"path": str(ckpt_path), "epoch": ckpt.get("epoch"), "date": ckpt.get("date")},

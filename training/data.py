@@ -28,6 +28,7 @@ import torch
 
 from engine.modelspec import TaskSpec
 from training.chips import IMAGE_SUFFIXES, ChipCache
+from training.task_heads import task_head
 
 SPLITS_DIR = Path(__file__).resolve().parent / "splits"
 PROTOCOLS = ("coral", "full")
@@ -390,11 +391,9 @@ def load_celeba(root: Path, attributes: Sequence[str] = ("Male", "Young"),
 # ---------------------------------------------------------------- torch dataset
 
 def scale_target(task: TaskSpec, value: float) -> float:
-    """The training target: regression scaled to 0..1 by the task's range, others as they are."""
-    if task.kind == "regression" and task.range is not None:
-        lo, hi = task.range
-        return (value - lo) / (hi - lo)
-    return value
+    """The training target: the kind's encoding (training/task_heads.py; regression scaled to 0..1
+    by the task's range, others as they are)."""
+    return task_head(task).scale_target(task, value)
 
 
 class ChipDataset(torch.utils.data.Dataset):

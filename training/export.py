@@ -44,6 +44,7 @@ from engine.modelspec import METADATA_KEY, AlignmentSpec, InputSpec, ModelSpec, 
 from training import checkpoint
 from training.calibrate import Calibration, CalibrationError, read_calibration
 from training.checkpoint import git_commit
+from training.task_heads import calibrated_kinds, task_head
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 PARITY_TOL = 1e-4
@@ -78,12 +79,11 @@ class ExportWrapper(nn.Module):
         super().__init__()
         self.net = net
         self.tasks: tuple[TaskSpec, ...] = tuple(net.tasks)
-        self.flip_tta = bool(flip_tta) and all(t.kind != "landmarks" for t in self.tasks)
+        self.flip_tta = bool(flip_tta) and all(task_head(t).flip_invariant for t in self.tasks)
         self.temperatures = check_temperatures(self.tasks, temperatures or {})
 
     def _output(self, task: TaskSpec, y: torch.Tensor) -> torch.Tensor:
-        t = self.temperatures.get(task.name)
-        return contract_output(task, y if t is None else y / t)
+        return task_head(task).export_output(task, y, self.temperatures.get(task.name))
 
     def forward(self, chips: torch.Tensor) -> tuple[torch.Tensor, ...]:
         if not self.flip_tta:
@@ -101,14 +101,15 @@ class ExportWrapper(nn.Module):
 def check_temperatures(tasks: Sequence[TaskSpec], temperatures: Mapping[str, float]) -> dict[str, float]:
     """Temperatures as floats; ExportError for an unknown task, a kind without logits to scale,
     or a T that is not a finite number above 0."""
-    kinds = {t.name: t.kind for t in tasks}
+    by_name = {t.name: t for t in tasks}
     out = {}
     for name, value in temperatures.items():
-        if name not in kinds:
+        if name not in by_name:
             raise ExportError(f"temperature for task '{name}', which the network does not have "
-                              f"(it has: {', '.join(kinds)})")
-        if kinds[name] not in ("binary", "multiclass"):
-            raise ExportError(f"task '{name}' is {kinds[name]}: temperatures are for binary and multiclass tasks")
+                              f"(it has: {', '.join(by_name)})")
+        if not task_head(by_name[name]).calibrated:
+            raise ExportError(f"task '{name}' is {by_name[name].kind}: temperatures are for "
+                              f"{' and '.join(calibrated_kinds())} tasks")
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
             raise ExportError(f"task '{name}': temperature should be a number above 0, got {value!r}")
         out[name] = float(value)
@@ -116,18 +117,9 @@ def check_temperatures(tasks: Sequence[TaskSpec], temperatures: Mapping[str, flo
 
 
 def contract_output(task: TaskSpec, y: torch.Tensor) -> torch.Tensor:
-    """One task's logits / raw value -> its contract output (see ExportWrapper)."""
-    if task.kind == "binary":
-        return torch.sigmoid(y.reshape(-1))
-    if task.kind in ("multiclass", "expectation"):
-        return torch.softmax(y, dim=1)
-    if task.kind == "regression":
-        y = y.reshape(-1)
-        if task.range is None:
-            return y
-        lo, hi = task.range
-        return y * float(hi - lo) + float(lo)
-    return y
+    """One task's logits / raw value -> its contract output (see ExportWrapper; the kind's
+    ``contract_output``, training/task_heads.py)."""
+    return task_head(task).contract_output(task, y)
 
 
 def load_checkpoint(path: Path) -> dict:

@@ -40,6 +40,7 @@ from training.model import MultiTaskNet
 from training.runlog import plot_curves, write_log_csv
 from training.state import TrainState
 from training.stems import StemDataset, build_stem_cache, stem_key
+from training.task_heads import as_kind
 
 
 # -- setup ------------------------------------------------------------------------------
@@ -57,12 +58,8 @@ def model_tasks(cfg: Config, data_tasks: tuple[TaskSpec, ...]) -> tuple[TaskSpec
     if unknown:
         raise FitError(f"model.tasks names {unknown}, which {cfg.data.dataset} does not have "
                        f"(it has: {', '.join(by_name)})")
-    tasks = [by_name[n] for n in names]
-    if cfg.model.age_kind == "expectation":
-        tasks = [dataclasses.replace(t, kind="expectation", range=None,
-                                     bins=tuple(float(a) for a in range(int(t.range[0]), int(t.range[1]) + 1)))
-                 if t.name == "age" and t.kind == "regression" else t for t in tasks]
-    return tuple(tasks)
+    # age_kind expectation turns a regression age into one bin per year of its range (task_heads.Expectation.recast)
+    return tuple(as_kind(by_name[n], cfg.model.age_kind) if n == "age" else by_name[n] for n in names)
 
 
 def load_datasets(cfg: Config, max_samples: int | None, log

@@ -21,8 +21,9 @@ from torch.nn.parallel import DistributedDataParallel
 
 from engine.modelspec import TaskSpec
 from training.config import SpeedConfig
-from training.losses import TaskLosses, expectation, labelled
+from training.losses import TaskLosses, labelled
 from training.model import MultiTaskNet
+from training.task_heads import task_head
 
 
 class FitError(RuntimeError):
@@ -166,22 +167,14 @@ def train_one_epoch(model: nn.Module, step: TrainStep, state, batches: Iterable,
 
 # -- validation -------------------------------------------------------------------------
 def metric_name(task: TaskSpec) -> str | None:
-    return {"binary": f"{task.name}_acc", "multiclass": f"{task.name}_acc", "regression": f"{task.name}_mae",
-            "expectation": f"{task.name}_mae"}.get(task.kind)
+    """The task's validation metric (``<task>_acc`` / ``<task>_mae``), None for a kind without one."""
+    return task_head(task).metric_name(task)
 
 
 def metric_sum(task: TaskSpec, out: torch.Tensor, target: torch.Tensor) -> float:
-    """Sum over the batch of: correct (0/1) for classifiers, |error| in the task's unit for values."""
-    if task.kind == "binary":
-        return float(((out > 0) == (target > 0.5)).sum())
-    if task.kind == "multiclass":
-        return float((out.argmax(1) == target.long()).sum())
-    if task.kind == "regression":
-        lo, hi = task.range if task.range is not None else (0.0, 1.0)
-        return float(((out - target).abs() * (hi - lo)).sum())
-    if task.kind == "expectation":
-        return float((expectation(task, out) - target).abs().sum())
-    return 0.0
+    """Sum over the batch of: correct (0/1) for classifiers, |error| in the task's unit for values
+    (the kind's ``metric_sum``, training/task_heads.py)."""
+    return task_head(task).metric_sum(task, out, target)
 
 
 @torch.no_grad()

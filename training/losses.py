@@ -5,8 +5,9 @@
 
 Age (a task of kind ``regression`` or ``expectation``) takes the loss named by ``loss.age``;
 ``auto`` keeps the thesis's choice for the kind (½·MSE on the 0..1 scale for regression,
-the two-nearest-bins cross-entropy for expectation, ``training.model.task_loss``). The
-other tasks use ``task_loss`` too, with ``loss.label_smoothing`` on the classifiers.
+the two-nearest-bins cross-entropy for expectation: the kind's ``auto_age_loss``). The other
+tasks use their kind's loss (``training/task_heads.py``), with ``loss.label_smoothing`` on the
+classifiers (the kind's ``smoothed_loss``).
 
 Age losses are registered (``@register_age_loss(name, kinds)``) as
 ``fn(task, output, target, cfg) -> scalar``; ``kinds`` are the task kinds they accept.
@@ -21,7 +22,7 @@ import torch.nn.functional as F
 
 from engine.modelspec import TaskSpec
 from training.config import LossConfig
-from training.model import task_loss
+from training.task_heads import expectation, task_head
 
 AgeLoss = Callable[[TaskSpec, torch.Tensor, torch.Tensor, LossConfig], torch.Tensor]
 _AGE_LOSSES: dict[str, tuple[AgeLoss, tuple[str, ...]]] = {}
@@ -56,8 +57,8 @@ def l1(task: TaskSpec, out: torch.Tensor, target: torch.Tensor, cfg: LossConfig)
 
 @register_age_loss("soft_bins", ("expectation",))
 def soft_bins(task: TaskSpec, out: torch.Tensor, target: torch.Tensor, cfg: LossConfig) -> torch.Tensor:
-    """Cross-entropy against the age split over its two nearest bins (training.model.task_loss)."""
-    return task_loss(task, out, target) + _expectation_l1(task, out, target, cfg)
+    """Cross-entropy against the age split over its two nearest bins (the expectation kind's loss)."""
+    return task_head(task).loss(task, out, target) + _expectation_l1(task, out, target, cfg)
 
 
 def gaussian_targets(age: torch.Tensor, bins: torch.Tensor, sigma: float) -> torch.Tensor:
@@ -78,12 +79,6 @@ def dldl(task: TaskSpec, out: torch.Tensor, target: torch.Tensor, cfg: LossConfi
     return kl + _expectation_l1(task, out, target, cfg)
 
 
-def expectation(task: TaskSpec, out: torch.Tensor) -> torch.Tensor:
-    """Σ softmax(out)·bins: the value the engine decodes for an ``expectation`` task."""
-    bins = torch.tensor(task.bins, dtype=torch.float32, device=out.device)
-    return (torch.softmax(out.float(), 1) * bins).sum(1)
-
-
 def _expectation_l1(task: TaskSpec, out: torch.Tensor, target: torch.Tensor, cfg: LossConfig) -> torch.Tensor:
     if cfg.age_l1 <= 0:
         return out.new_zeros((), dtype=torch.float32)
@@ -92,17 +87,14 @@ def _expectation_l1(task: TaskSpec, out: torch.Tensor, target: torch.Tensor, cfg
 
 
 def smoothed_loss(task: TaskSpec, out: torch.Tensor, target: torch.Tensor, eps: float) -> torch.Tensor:
-    """task_loss with label smoothing ``eps`` for binary (targets pulled to eps/2, 1 - eps/2) and multiclass."""
-    if eps > 0 and task.kind == "binary":
-        return F.binary_cross_entropy_with_logits(out.float(), target.float() * (1 - eps) + eps / 2)
-    if eps > 0 and task.kind == "multiclass":
-        return F.cross_entropy(out.float(), target.long(), label_smoothing=eps)
-    return task_loss(task, out.float(), target)
+    """The kind's loss with label smoothing ``eps`` for binary (targets pulled to eps/2, 1 - eps/2)
+    and multiclass, on float32 outputs (training/task_heads.py ``smoothed_loss``)."""
+    return task_head(task).smoothed_loss(task, out, target, eps)
 
 
 def labelled(output: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """The rows whose target is known: a sample without a label for a task (NaN, as
-    ``training.data.ChipDataset`` gives it when the sample's dataset lacks the task) trains
+    ``training.chip_dataset.ChipDataset`` gives it when the sample's dataset lacks the task) trains
     and scores nothing for that task."""
     known = torch.isfinite(target)
     if bool(known.all()):
@@ -137,8 +129,8 @@ class TaskLosses:
                 out[t.name] = outputs[t.name].float().sum() * 0.0  # no label in this batch: no gradient
             elif t.name == "age" and self.age_fn is not None:
                 out[t.name] = self.age_fn(t, y, target, self.cfg)
-            elif t.name == "age" and t.kind == "expectation":
-                out[t.name] = soft_bins(t, y, target, self.cfg)
+            elif t.name == "age" and task_head(t).auto_age_loss is not None:  # loss.age = "auto"
+                out[t.name] = _AGE_LOSSES[task_head(t).auto_age_loss][0](t, y, target, self.cfg)
             else:
                 out[t.name] = smoothed_loss(t, y, target, self.cfg.label_smoothing)
         return out

@@ -14,8 +14,9 @@ specific layers are followed by dropout layers and Leaky ReLU activation layers"
 backbone's features straight into an output layer.
 
 The net does its own cast and normalisation, so the exported ONNX graph takes the chip
-exactly as the engine makes it. Outputs are logits / raw values; ``training/export.py``
-turns them into the contract's probabilities and values.
+exactly as the engine makes it. Outputs are logits / raw values, shaped by each task's kind
+(``training/task_heads.py``: head width, output shape, loss); ``training/export.py`` turns
+them into the contract's probabilities and values.
 """
 from __future__ import annotations
 
@@ -26,23 +27,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from engine.modelspec import TASK_KINDS, TaskSpec
+from engine.modelspec import TaskSpec
+from training.task_heads import soft_bin_targets, task_head  # noqa: F401  (soft_bin_targets re-exported)
 
 CHIP_SIZE = 150
 _LUMA = (0.299, 0.587, 0.114)
-
-
-def output_size(task: TaskSpec) -> int:
-    """Width of a task's output layer."""
-    if task.kind in ("binary", "regression"):
-        return 1
-    if task.kind == "multiclass":
-        return len(task.labels)
-    if task.kind == "expectation":
-        return len(task.bins)
-    if task.kind == "landmarks":
-        return 2 * task.points
-    raise ValueError(f"task '{task.name}': unknown kind '{task.kind}' (known: {', '.join(TASK_KINDS)})")
 
 
 def _shared_block(n_in: int, n_out: int) -> nn.Sequential:
@@ -77,7 +66,8 @@ class MultiTaskNet(nn.Module):
             blocks.append(_shared_block(n, d))
             n = d
         self.shared = nn.Sequential(*blocks)
-        self.heads = nn.ModuleDict({t.name: _head(n, self.head_dim, self.dropout, output_size(t)) for t in tasks})
+        self.heads = nn.ModuleDict({t.name: _head(n, self.head_dim, self.dropout, task_head(t).output_size(t))
+                                    for t in tasks})
         self.register_buffer("mean_rgb", torch.tensor(backbone.mean_rgb, dtype=torch.float32).view(1, 3, 1, 1),
                              persistent=False)
         self.input_scale = float(backbone.scale)
@@ -107,12 +97,7 @@ class MultiTaskNet(nn.Module):
         z = self.shared(features)
         out: dict[str, torch.Tensor] = {}
         for t in self.tasks:
-            y = self.heads[t.name](z)
-            if t.kind in ("binary", "regression"):
-                y = y[:, 0]
-            elif t.kind == "landmarks":
-                y = y.view(-1, t.points, 2)
-            out[t.name] = y
+            out[t.name] = task_head(t).shape_output(t, self.heads[t.name](z))
         return out
 
     def forward(self, chips_uint8_nhwc: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -152,22 +137,10 @@ def build_from_checkpoint(ckpt: Mapping) -> MultiTaskNet:
     return net.eval()
 
 
-# -- losses ---------------------------------------------------------------------------
-def soft_bin_targets(value: torch.Tensor, bins: torch.Tensor) -> torch.Tensor:
-    """[N] values -> [N,B] distributions: each value split linearly between its two nearest bins
-    (values outside the bins go wholly to the end bin), so Σ q·bins = value inside the range."""
-    v = value.clamp(float(bins[0]), float(bins[-1]))
-    hi = torch.searchsorted(bins, v, right=False).clamp(1, len(bins) - 1)
-    lo = hi - 1
-    frac = ((v - bins[lo]) / (bins[hi] - bins[lo])).clamp(0, 1)
-    q = torch.zeros(len(v), len(bins), dtype=v.dtype, device=v.device)
-    q.scatter_(1, lo[:, None], (1 - frac)[:, None])
-    q.scatter_add_(1, hi[:, None], frac[:, None])
-    return q
-
-
+# -- losses (each kind's: training/task_heads.py) -----------------------------------------------
 def task_loss(task: TaskSpec, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """The thesis's per-task loss (ch. 3.3), a scalar mean over the batch.
+    """The thesis's per-task loss (ch. 3.3), a scalar mean over the batch: the task kind's
+    ``loss`` (training/task_heads.py).
 
     binary: BCE with logits, target 0/1 (probability of labels[1]).
     multiclass: cross-entropy, target the class index.
@@ -177,19 +150,7 @@ def task_loss(task: TaskSpec, output: torch.Tensor, target: torch.Tensor) -> tor
         two nearest bins (seed 001's "age as a distribution"); target in the task's unit.
     landmarks: mean squared error of the [N,K,2] chip coordinates (0..1).
     """
-    if task.kind == "binary":
-        return F.binary_cross_entropy_with_logits(output, target.float())
-    if task.kind == "multiclass":
-        return F.cross_entropy(output, target.long())
-    if task.kind == "regression":
-        return 0.5 * F.mse_loss(output, target.float())
-    if task.kind == "expectation":
-        bins = torch.tensor(task.bins, dtype=output.dtype, device=output.device)
-        q = soft_bin_targets(target.to(output.dtype), bins)
-        return -(q * F.log_softmax(output, dim=1)).sum(dim=1).mean()
-    if task.kind == "landmarks":
-        return F.mse_loss(output, target.float())
-    raise ValueError(f"task '{task.name}': unknown kind '{task.kind}'")
+    return task_head(task).loss(task, output, target)
 
 
 def task_losses(outputs: Mapping[str, torch.Tensor], targets: Mapping[str, torch.Tensor],

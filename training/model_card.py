@@ -139,7 +139,7 @@ def split_title(metrics: dict, split: str) -> str:
                 "test_dedup": "UTKFace CORAL test without the files byte-identical to a training file",
                 "valid": "UTKFace CORAL protocol, validation split"}.get(split, f"UTKFace CORAL, split `{split}`")
     if protocol == "full":
-        return {"test": "UTKFace `full` protocol test (the CORAL test files)",
+        return {"test": "UTKFace `full` protocol test (all ages: `training/splits/full_test.csv`)",
                 "test_dedup": "UTKFace `full` protocol test_dedup (= test under `full`)",
                 "valid": "UTKFace `full` protocol, validation split (all ages)"}.get(
                     split, f"UTKFace `full` protocol, split `{split}`")
@@ -276,17 +276,20 @@ def groups_section(m: dict) -> list[str]:
 
 
 def class_sections(m: dict, tasks: Sequence[str]) -> list[str]:
-    """Per-class tables (accuracy on the faces of each true class) of the named classifier tasks."""
+    """Per-class tables (accuracy on the faces of each true class) of the named classifier tasks,
+    with the confusion table where the kind's head asks for one (training/task_heads.py)."""
+    from training.task_heads import task_head  # here: the card's other paths need no torch
+
     lines = []
     for name in tasks:
         block = m["tasks"].get(name)
-        if not block or block["kind"] not in ("binary", "multiclass"):
+        if not block or not task_head(block["kind"]).classes:
             continue
         support = block.get("support") or {label: sum(row) for label, row in zip(block["labels"], block["confusion"])}
         rows = [[label, f"{support[label]:,}", _pct(block["per_class"][label])] for label in block["labels"]]
         lines += ["", f"#### {name} per class (accuracy on the faces of each true class)", ""]
         lines += _table([f"true {name}", "faces", "accuracy"], rows)
-        if block["kind"] == "multiclass":
+        if task_head(block["kind"]).report_confusion:
             lines += ["", "Confusion (rows: true, columns: predicted):", ""]
             lines += _table(["true \\ predicted"] + block["labels"],
                             [[label] + [f"{v:,}" for v in row] for label, row in zip(block["labels"], block["confusion"])])

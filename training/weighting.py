@@ -20,6 +20,8 @@ from typing import Mapping, Sequence
 import torch
 from torch import nn
 
+from training.task_heads import task_head
+
 KINDS = ("loss_weight_layer", "equal", "uncertainty", "dynamic")
 
 
@@ -79,15 +81,16 @@ class UncertaintyWeights(nn.Module):
     """Kendall, Gal & Cipolla 2018 ("Multi-task learning using uncertainty to weigh losses").
 
     With s_i = log σ_i² learned per task: a regression-type task (Gaussian likelihood, the loss
-    being a squared error) adds ½·exp(-s_i)·L_i + ½·s_i; a classification task (scaled softmax)
-    adds exp(-s_i)·L_i + ½·s_i (their eqs. 7 and 10 with log σ = s/2). s starts at 0. The
-    reported weight is the factor in front of L_i (c_i·exp(-s_i)); these do not sum to 1.
+    being a squared error: its kind's ``uncertainty_factor`` ½, training/task_heads.py) adds
+    ½·exp(-s_i)·L_i + ½·s_i; a classification task (scaled softmax) adds exp(-s_i)·L_i + ½·s_i
+    (their eqs. 7 and 10 with log σ = s/2). s starts at 0. The reported weight is the factor in
+    front of L_i (c_i·exp(-s_i)); these do not sum to 1.
     """
 
     def __init__(self, task_names: Sequence[str], task_kinds: Sequence[str]):
         super().__init__()
         self.task_names = list(task_names)
-        factors = [0.5 if k in ("regression", "landmarks") else 1.0 for k in task_kinds]
+        factors = [task_head(k).uncertainty_factor for k in task_kinds]  # ½ for the squared-error kinds
         self.register_buffer("factors", torch.tensor(factors))
         self.log_vars = nn.Parameter(torch.zeros(len(self.task_names)))
 

@@ -1,9 +1,10 @@
-"""The training side's task kinds give exactly the numbers of the code they replaced.
+"""The training side's task kinds (training/task_heads.py) give exactly the numbers of the code
+they replaced, and name the same kinds as the engine's registry.
 
 The ``_old_*`` functions below are verbatim copies of what training/model.py, losses.py,
 loop.py, export.py, data.py, calibrate.py, weighting.py and fit.py computed per kind before the
-kinds moved into one registry (training/task_heads.py). Every test feeds the same fixed
-tensors to a copy and to the code as it is now and wants bit-identical results.
+kinds moved into one registry. Every test feeds the same fixed tensors to a copy and to the
+registry (and to the functions that now delegate to it) and wants bit-identical results.
 """
 from __future__ import annotations
 
@@ -17,14 +18,15 @@ import torch.nn.functional as F
 
 from engine.modelspec import TaskSpec
 from tests.training.training_fixtures import TinyBackbone  # registers "tiny-test"
-from training.calibrate import CalibrationError, class_logits
+from engine.tasks import task_kinds
+from training.calibrate import CALIBRATED_KINDS, CalibrationError, class_logits
 from training.config import Config, LossConfig, ModelConfig
-from training.data import scale_target
 from training.export import ExportWrapper, contract_output
 from training.fit import model_tasks
 from training.loop import metric_name, metric_sum
 from training.losses import create_losses, smoothed_loss
-from training.model import MultiTaskNet, output_size, task_loss
+from training.model import MultiTaskNet, task_loss
+from training.task_heads import as_kind, calibrated_kinds, task_head, task_head_kinds
 from training.weighting import UncertaintyWeights
 
 N = 6
@@ -256,17 +258,20 @@ def test_head_size_and_output_shape_are_the_old_ones(task):
     features = torch.randn(N, TinyBackbone.out_features, generator=torch.Generator().manual_seed(1))
     got = net.heads_from_features(features)[task.name]
     want = _old_shape(task, net.heads[task.name](net.shared(features)))
-    assert output_size(task) == _old_output_size(task)
+    assert task_head(task).output_size(task) == _old_output_size(task)
     _same(got, want)
+    _same(task_head(task).shape_output(task, net.heads[task.name](net.shared(features))), want)
 
 
 @pytest.mark.parametrize("eps", [0.0, 0.1])
 @pytest.mark.parametrize("task", TASKS, ids=lambda t: t.name)
 def test_losses_are_the_old_ones(task, eps):
     outs, targets = _outputs_and_targets(TASKS)
-    _same(task_loss(task, outs[task.name], targets[task.name]), _old_task_loss(task, outs[task.name], targets[task.name]))
-    _same(smoothed_loss(task, outs[task.name], targets[task.name], eps),
-          _old_smoothed_loss(task, outs[task.name], targets[task.name], eps))
+    out, target, head = outs[task.name], targets[task.name], task_head(task)
+    _same(head.loss(task, out, target), _old_task_loss(task, out, target))
+    _same(task_loss(task, out, target), _old_task_loss(task, out, target))
+    _same(head.smoothed_loss(task, out, target, eps), _old_smoothed_loss(task, out, target, eps))
+    _same(smoothed_loss(task, out, target, eps), _old_smoothed_loss(task, out, target, eps))
 
 
 @pytest.mark.parametrize("cfg", [LossConfig(), LossConfig(label_smoothing=0.1), LossConfig(age="l1"),
@@ -298,15 +303,24 @@ def test_configured_losses_with_an_expectation_age_are_the_old_ones(cfg, gaps):
 @pytest.mark.parametrize("task", TASKS, ids=lambda t: t.name)
 def test_validation_metric_is_the_old_one(task):
     outs, targets = _outputs_and_targets(TASKS, seed=5)
-    assert metric_name(task) == _old_metric_name(task)
-    _same(metric_sum(task, outs[task.name], targets[task.name]),
-          _old_metric_sum(task, outs[task.name], targets[task.name]))
+    out, target, head = outs[task.name], targets[task.name], task_head(task)
+    assert head.metric_name(task) == metric_name(task) == _old_metric_name(task)
+    _same(head.metric_sum(task, out, target), _old_metric_sum(task, out, target))
+    _same(metric_sum(task, out, target), _old_metric_sum(task, out, target))
 
 
 @pytest.mark.parametrize("task", TASKS, ids=lambda t: t.name)
 def test_contract_output_is_the_old_one(task):
     outs, _ = _outputs_and_targets(TASKS, seed=7)
-    _same(contract_output(task, outs[task.name]), _old_contract_output(task, outs[task.name]))
+    y = outs[task.name]
+    _same(task_head(task).contract_output(task, y), _old_contract_output(task, y))
+    _same(task_head(task).export_output(task, y), _old_contract_output(task, y))
+    _same(contract_output(task, y), _old_contract_output(task, y))
+    if task_head(task).calibrated:
+        _same(task_head(task).export_output(task, y, 1.7), _old_contract_output(task, y / 1.7))
+    else:
+        with pytest.raises(ValueError, match="temperatures are for binary and multiclass tasks"):
+            task_head(task).export_output(task, y, 1.7)
 
 
 @pytest.mark.parametrize("flip_tta", [False, True])
@@ -344,7 +358,7 @@ def test_flip_tta_averages_every_kind_but_landmarks():
 @pytest.mark.parametrize("value", [0.0, 21.0, 33.5, 60.0, 117.0])
 @pytest.mark.parametrize("task", TASKS[:4] + TASKS[5:], ids=lambda t: t.name)
 def test_training_targets_are_encoded_as_before(task, value):
-    got, want = scale_target(task, value), _old_scale_target(task, value)
+    got, want = task_head(task).scale_target(task, value), _old_scale_target(task, value)
     assert type(got) is type(want) and got == want
 
 
@@ -353,9 +367,11 @@ def test_temperature_scaling_applies_to_the_same_kinds_with_the_same_logits(task
     outs, _ = _outputs_and_targets(TASKS, seed=9)
     z = outs[task.name].numpy()[None]
     if task.kind in ("binary", "multiclass"):
+        assert task_head(task).calibrated
         got, want = class_logits(task.kind, z), _old_class_logits(task.kind, z)
         assert got.dtype == want.dtype and np.array_equal(got, want)
     else:
+        assert not task_head(task).calibrated
         with pytest.raises(CalibrationError, match="temperature scaling is for binary and multiclass tasks"):
             class_logits(task.kind, z)
 
@@ -372,3 +388,58 @@ def test_age_kind_rewrites_the_age_task_as_before(age_kind):
                   TASKS[3])
     cfg = dataclasses.replace(Config(), model=ModelConfig(age_kind=age_kind))
     assert model_tasks(cfg, data_tasks) == _old_model_tasks(age_kind, data_tasks)
+    assert tuple(as_kind(t, age_kind) if t.name == "age" else t for t in data_tasks) == _old_model_tasks(
+        age_kind, data_tasks)
+
+
+# -- the registry itself ----------------------------------------------------------------------
+def test_training_and_engine_know_the_same_kinds():
+    assert set(task_head_kinds()) == set(task_kinds())
+
+
+def test_temperature_scaling_is_for_binary_and_multiclass():
+    assert calibrated_kinds() == CALIBRATED_KINDS == ("binary", "multiclass")
+
+
+def test_an_unknown_kind_is_named_with_the_known_ones():
+    with pytest.raises(ValueError, match=r"task 'x': unknown kind 'ordinal' \(known: binary, multiclass"):
+        task_head(TaskSpec(name="x", kind="ordinal"))
+    with pytest.raises(CalibrationError, match="not ordinal"):
+        class_logits("ordinal", np.zeros((1, 2)))
+
+
+def test_a_new_kind_is_one_class():
+    """A kind registered in training/task_heads.py is picked up by the net, the losses, the metric
+    and the export without another change there (the engine side needs its own class)."""
+    from training import task_heads
+
+    @task_heads.register_task_head
+    class Triple(task_heads.TaskHead):
+        kind = "triple-test"
+        metric = "mae"
+
+        def output_size(self, task):
+            return 3
+
+        def loss(self, task, output, target):
+            return (output.sum(1) - target).abs().mean()
+
+        def metric_sum(self, task, out, target):
+            return float((out.sum(1) - target).abs().sum())
+
+    try:
+        task = TaskSpec(name="t3", kind="triple-test")
+        torch.manual_seed(0)
+        net = MultiTaskNet(TinyBackbone(), (TASKS[0], task)).eval()
+        chips = torch.zeros(2, 150, 150, 3, dtype=torch.uint8)
+        out = net(chips)["t3"]
+        assert out.shape == (2, 3)
+        target = torch.tensor([1.0, float("nan")])
+        losses = create_losses(LossConfig(), net.tasks)(net(chips), {"gender": torch.ones(2), "t3": target})
+        assert losses["t3"].item() == pytest.approx((out[0].sum() - 1).abs().item(), rel=1e-6)
+        assert metric_name(task) == "t3_mae"
+        with torch.no_grad():
+            assert ExportWrapper(net)(chips)[1].shape == (2, 3)
+        assert as_kind(task, "expectation") is task
+    finally:
+        del task_heads._REGISTRY["triple-test"]
