@@ -27,8 +27,9 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
-from training.data import (  # noqa: E402
-    CORAL_AGES, SPLIT_SEED, BadNameError, parse_utkface_name, SPLITS_DIR, DataError, file_hashes, list_images, read_split_csv, split_train_valid, write_split_csv)
+from training.samples import (  # noqa: E402
+    SPLIT_SEED, SPLITS_DIR, DataError, file_hashes, list_images, read_split_csv, split_train_valid, write_split_csv)
+from training.utkface import CORAL_AGES, BadNameError, parse_utkface_name  # noqa: E402
 
 CORAL_COLUMNS = ("", "file", "age")
 FULL_EXTRA_TEST_SHARE = 0.25  # of the faces under 21 or over 60, held out for the full protocol's test
@@ -45,7 +46,7 @@ def _age(name: str) -> int:
 SOURCES = """# UTKFace protocol files
 
 Written by `python tools/make_splits.py --data ../shared/data` (check: add `--check`);
-read by `training.data.load_utkface`. They hold file names and CORAL age codes only, no images.
+read by `training.utkface.load_utkface`. They hold file names and CORAL age codes only, no images.
 
 | file | rows | what |
 |---|---|---|

@@ -29,7 +29,7 @@ class MemorySplit:
 
     @classmethod
     def from_chips(cls, ds) -> "MemorySplit":
-        """A ``training.data.ChipDataset`` read whole into memory (rows sorted for a sequential read)."""
+        """A ``training.chip_dataset.ChipDataset`` read whole into memory (rows sorted for a sequential read)."""
         order = np.argsort(ds.rows, kind="stable")
         chips = np.empty((len(ds.rows), *ds.cache.chips.shape[1:]), np.uint8)
         chips[order] = ds.cache.chips[ds.rows[order]]

@@ -156,7 +156,7 @@ def calibrate_task(kind: str, logits: np.ndarray, targets: np.ndarray) -> TaskCa
 def validation_sets(cfg, tasks: Sequence[TaskSpec]) -> list:
     """One ChipDataset per part of ``data.dataset``, over its validation split (as training.fit
     loads them; the task list is the one the net was built with, which must be the data's)."""
-    from training.data import ChipDataset
+    from training.chip_dataset import ChipDataset
     from training.datasets import load_parts, union_tasks
     from training.fit import model_tasks
 
@@ -311,7 +311,7 @@ def table(doc: Mapping) -> list[str]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     from training.config import ConfigError
-    from training.data import DataError
+    from training.samples import DataError
     from training.loop import FitError
 
     p = argparse.ArgumentParser(prog="python -m training.calibrate", description=__doc__.splitlines()[0])

@@ -22,7 +22,7 @@ from tqdm import tqdm
 
 from engine.align import CHIP_SIZE, Aligner
 from engine.detect import HogDetector
-from engine.sources import IMAGE_SUFFIXES  # noqa: F401  (re-exported for training.data and training.quantize)
+from engine.sources import IMAGE_SUFFIXES  # noqa: F401  (re-exported for training.quantize)
 from engine.types import Faces
 
 OK, NO_FACE, UNREADABLE = "ok", "no_face", "unreadable"

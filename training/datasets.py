@@ -1,6 +1,6 @@
 """The datasets a run trains on, by name (``data.dataset``): one, or several joined with ``+``.
 
-Each registered loader turns the config into a :class:`Part`: its splits (``training.data.Splits``)
+Each registered loader turns the config into a :class:`Part`: its splits (``training.samples.Splits``)
 and its chip cache. Joined datasets train one network on the union of their tasks; a task
 shared by name (gender in UTKFace and MTFL) must mean the same thing (same kind and labels),
 and a sample trains only the tasks its dataset labels (the others are NaN, skipped by the
@@ -20,7 +20,9 @@ from typing import Callable
 from engine.modelspec import TaskSpec
 from training.chips import ChipCache
 from training.config import Config
-from training.data import DataError, Splits, load_celeba, load_utkface
+from training.celeba import load_celeba
+from training.samples import DataError, Splits
+from training.utkface import load_utkface
 
 
 @dataclass(frozen=True)

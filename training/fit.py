@@ -28,9 +28,9 @@ from engine.modelspec import TaskSpec
 from training.augment import create_augmenter
 from training.batches import MemorySplit
 from training.checkpoint import CheckpointError, git_commit, load_checkpoint, save_checkpoint
+from training.chip_dataset import ChipDataset
 from training.chips import ChipCache
 from training.config import Config, ConfigError, config_from_dict, load_config
-from training.data import ChipDataset, DataError
 from training.datasets import load_parts, union_tasks
 from training.freeze import FrozenParts
 from training.losses import LossConfigError, create_losses
@@ -38,6 +38,7 @@ from training.loop import (Dist, FitError, TrainStep, choose_precision, metric_n
                            train_one_epoch, validate, wrap)
 from training.model import MultiTaskNet
 from training.runlog import plot_curves, write_log_csv
+from training.samples import DataError
 from training.state import TrainState
 from training.stems import StemDataset, build_stem_cache, stem_key
 from training.task_heads import as_kind

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from engine.modelspec import TaskSpec
-from training.data import SPLITS_DIR, DataError, Sample, Splits, read_split_csv, split_train_valid, write_split_csv
+from training.samples import SPLITS_DIR, DataError, Sample, Splits, read_split_csv, split_train_valid, write_split_csv
 
 TRAIN_LIST, TEST_LIST = "training.txt", "testing.txt"
 VALID_SPLIT_FILE = "mtfl_valid10.csv"

@@ -47,7 +47,7 @@ def stem_key(net, n_stages: int, chips_dir: Path, sample_files: Sequence[str], f
 def build_stem_cache(net, chip_dataset, n_stages: int, path: Path, flip: bool, batch_size: int = 64,
                      device: str | torch.device = "cpu", progress: bool = True) -> None:
     """Write [N, V, C, H, W] float16 activations of ``chip_dataset``'s chips (a
-    ``training.data.ChipDataset``: its ``cache``, ``rows`` and ``targets``), V = 2 with flip
+    ``training.chip_dataset.ChipDataset``: its ``cache``, ``rows`` and ``targets``), V = 2 with flip
     (the chip and its mirror image), and its targets beside them."""
     was_training = net.training
     net.eval()

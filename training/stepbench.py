@@ -18,7 +18,7 @@ import torch
 
 from training.augment import create_augmenter
 from training.config import AugmentConfig, LossConfig
-from training.data import utk_tasks
+from training.utkface import utk_tasks
 from training.loop import cpu_has_native_bf16
 from training.losses import create_losses
 from training.model import MultiTaskNet

@@ -14,7 +14,7 @@ from benchmarks.peers import CYDRAL
 from benchmarks.peers import side_by_side as sbs
 from tests.training.test_evaluate_mtfl import make_mtfl
 from tests.training.tiny_utk import make_tiny_utk
-from training.data import parse_utkface_name_detail
+from training.utkface import parse_utkface_name_detail
 from training.evaluate import load_predictor, predict_all
 
 REPO = Path(__file__).resolve().parents[2]

@@ -12,10 +12,12 @@ import torch
 
 from tests.training.tiny_utk import LABELS, TEST_IDX, TRAIN_IDX, VALID_IDX, face_crop, make_tiny_utk
 from training.chips import ChipCache, build_cache
-from training.data import (
-    SPLITS_DIR, UTK_TASKS, BadNameError, ChipDataset, DataError, Sample, crossing_duplicates, dedup_test,
-    load_celeba, load_utkface, load_utkface_part, parse_utkface_name, parse_utkface_name_detail, read_split_csv,
-    split_train_valid, utk_tasks)
+from training.celeba import load_celeba
+from training.chip_dataset import ChipDataset
+from training.samples import (SPLITS_DIR, DataError, Sample, crossing_duplicates, dedup_test, read_split_csv,
+                              split_train_valid)
+from training.utkface import (UTK_TASKS, BadNameError, load_utkface, load_utkface_part, parse_utkface_name,
+                              parse_utkface_name_detail, utk_tasks)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"

@@ -10,7 +10,7 @@ import pytest
 
 from tests.training.tiny_utk import make_tiny_checkpoint, make_tiny_utk
 from training.chips import ChipCache, build_cache
-from training.data import load_utkface_part
+from training.utkface import load_utkface_part
 from training.evaluate import EvaluateError, evaluate, main
 from training.export import export
 
@@ -172,7 +172,7 @@ def test_bad_inputs_give_one_clear_sentence(setup, tmp_path, capsys):
 
 
 def test_saved_engine_chips_read_back_as_a_cache_with_the_same_chips_and_skip_reasons(tmp_path):
-    from training.data import Sample
+    from training.samples import Sample
     from training.evaluate import Chips, cache_source, chips_from_cache, save_engine_chips
 
     rng = np.random.default_rng(0)

@@ -19,7 +19,7 @@ import onnxruntime as ort
 import pytest
 
 from engine.modelspec import TaskSpec
-from training.data import utk_tasks
+from training.utkface import utk_tasks
 from training.evaluate import EvaluateError, check_labels, chips_from_cache, evaluate, main
 from training.export import export
 from training.mtfl import MTFL_TASKS, write_valid_split
@@ -168,7 +168,7 @@ def test_saved_chips_keep_the_boxes_and_score_alike(setup, tmp_path):
 
 
 def test_a_training_cache_chip_placed_from_the_landmarks_is_not_a_face_found(setup, tmp_path):
-    from training.data import Sample
+    from training.samples import Sample
 
     folder = tmp_path / "cache"
     folder.mkdir()

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from training.chips import ChipCache
-from training.data import load_utkface, utk_tasks
+from training.utkface import load_utkface, utk_tasks
 from training.fit import main, metric_sum
 from training.model import build_from_checkpoint
 from tests.training.training_fixtures import TinyBackbone, make_tiny_utkface, write_config  # registers "tiny-test"

@@ -9,7 +9,7 @@ import torch
 from tests.training.training_fixtures import TinyBackbone
 from training.batches import MemorySplit
 from training.config import LossConfig, OptimConfig, SpeedConfig
-from training.data import utk_tasks
+from training.utkface import utk_tasks
 from training.ema import WeightEMA
 from training.freeze import FrozenParts
 from training.loop import Dist, Precision, TrainStep, choose_precision, cpu_has_native_bf16

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from training.data import utk_tasks
+from training.utkface import utk_tasks
 from training.metrics import AGE_BANDS, band_table, classification_metrics, compute_metrics, group_table
 
 TASKS = {t.name: t for t in utk_tasks("full")}

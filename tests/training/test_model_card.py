@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from training.data import utk_tasks
+from training.utkface import utk_tasks
 from training.evaluate import REFERENCE
 from training.metrics import compute_metrics
 from training.model_card import BEGIN, END, CardError, build_block, main, write_card

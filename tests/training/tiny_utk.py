@@ -113,7 +113,7 @@ def make_tiny_checkpoint(path: Path, age_kind: str = "regression", seed: int = 0
 
     from tests.training import training_fixtures  # train-core's; registers the "tiny-test" backbone
     from training.config import Config, DataConfig, ModelConfig
-    from training.data import UTK_TASKS
+    from training.utkface import UTK_TASKS
     from training.model import MultiTaskNet
 
     tasks = list(UTK_TASKS)
