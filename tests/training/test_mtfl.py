@@ -13,7 +13,8 @@ import torch
 
 from engine.modelspec import TaskSpec
 from training.config import LossConfig
-from training.data import DataError, utk_tasks
+from training.samples import DataError
+from training.utkface import utk_tasks
 from training.datasets import Part, union_tasks
 from training.losses import create_losses
 from training.model import MultiTaskNet
@@ -129,3 +130,26 @@ def test_a_partial_label_batch_trains_only_the_labelled_tasks():
     logits = net(chips)["pose"]
     alone = torch.nn.functional.cross_entropy(logits[[0, 2]], torch.tensor([0, 2]))
     assert losses(net(chips), targets)["pose"].item() == pytest.approx(alone.item(), rel=1e-5)
+
+
+def test_fit_on_utkface_joined_with_mtfl_trains_every_task_of_both(mtfl, tmp_path):
+    from tests.training.training_fixtures import make_tiny_utkface, write_config
+    from training.fit import main
+
+    root, mtfl_splits = mtfl
+    build_mtfl_cache(root, tmp_path / "mtfl_chips", progress=False)
+    tiny = make_tiny_utkface(tmp_path / "utk")
+    for name in ("mtfl_valid10.csv",):  # one splits folder serves both datasets
+        (tiny["splits"] / name).write_bytes((mtfl_splits / name).read_bytes())
+    config = write_config(tmp_path / "joined.toml", tiny["splits"], 'data.dataset = "utkface+mtfl"\n'
+                          'model.age_kind = "expectation"\nweighting.kind = "equal"\nfreeze.early_freeze = false')
+    out = tmp_path / "run"
+    assert main(["--config", str(config), "--data", str(tiny["images"]), "--chips", str(tiny["chips"]),
+                 "--mtfl", str(root), "--mtfl-chips", str(tmp_path / "mtfl_chips"), "--out", str(out),
+                 "--epochs", "1"]) == 0
+    with open(out / "log.csv", newline="") as f:
+        row = next(csv.DictReader(f))
+    for metric in ("gender_acc", "race_acc", "age_mae", "smile_acc", "glasses_acc", "pose_acc"):
+        assert np.isfinite(float(row[metric])), metric
+    ckpt = torch.load(out / "last.pt", weights_only=False)
+    assert [t["name"] for t in ckpt["tasks"]] == ["gender", "race", "age", "smile", "glasses", "pose"]
