@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import shlex
 import sys
 import time
@@ -227,11 +228,11 @@ def markdown(results: Sequence[dict], info: dict) -> str:
             if empty:
                 lines += [f"No face of true age {', '.join(empty)} in this split: those bands are not measured.", ""]
         else:
-            lines += table([r["overall"]], "faces") + [""]
+            lines += table([r["overall"]], "") + [""]
         for key, head in (("races", "true race"), ("genders", "true gender"), ("poses", "true head pose")):
             if key in r:
                 lines += table(r[key], head) + [""]
-    return "\n".join(lines).rstrip() + "\n"
+    return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).rstrip() + "\n"
 
 
 # ---------------------------------------------------------------- run
