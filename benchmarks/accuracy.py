@@ -184,7 +184,8 @@ def main(argv: list[str] | None = None) -> int:
         print(msg)
         write_json(out_path, "accuracy", {**body, "skipped": msg})
         return 0
-    from training.data import DataError, load_utkface
+    from training.samples import DataError
+    from training.utkface import load_utkface
 
     watch = LoadWatch()
     t_start = time.perf_counter()

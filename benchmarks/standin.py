@@ -31,7 +31,7 @@ def build_standin(path: Path = STANDIN_PATH) -> Path:
     import torch
 
     from training.backbones import create_backbone
-    from training.data import utk_tasks
+    from training.utkface import utk_tasks
     from training.export import ExportWrapper, export_onnx, write_description
     from training.model import MultiTaskNet
     from engine.modelspec import AlignmentSpec, InputSpec, ModelSpec, Normalisation

@@ -40,7 +40,10 @@ import cv2
 import numpy as np
 
 from engine.modelspec import TaskSpec
-from training.data import DataError, Sample, load_celeba, load_utkface_part
+from training.celeba import load_celeba
+from training.samples import DataError, Sample
+from training.task_heads import task_head
+from training.utkface import load_utkface_part
 from training.metrics import SplitResult, compute_metrics
 from training.report import write_report
 
@@ -76,18 +79,8 @@ class Predictor:
 
 def decode_contract(tasks: Sequence[TaskSpec], raw: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Contract outputs -> values, as the engine decodes them (used for torch checkpoints)."""
-    out = {}
-    for t in tasks:
-        r = np.asarray(raw[t.name], np.float64)
-        if t.kind == "binary":
-            out[t.name] = (r.reshape(-1) > 0.5).astype(np.float64)
-        elif t.kind == "multiclass":
-            out[t.name] = r.argmax(axis=1).astype(np.float64)
-        elif t.kind == "expectation":
-            out[t.name] = r @ np.asarray(t.bins, np.float64)
-        elif t.kind == "regression":
-            out[t.name] = r.reshape(-1)
-    return out
+    return {t.name: task_head(t).contract_value(t, np.asarray(raw[t.name], np.float64))
+            for t in tasks if task_head(t).scored}
 
 
 def onnx_predictor(path: Path, backend: str = "auto") -> Predictor:
@@ -230,7 +223,7 @@ def chips_from_images(image_dir: Path, samples: Sequence[Sample], detector: str 
 def predict_all(predictor: Predictor, chips: np.ndarray, batch: int = BATCH) -> dict[str, np.ndarray]:
     parts = [predictor.predict(chips[i:i + batch]) for i in range(0, len(chips), batch)]
     return {t.name: np.concatenate([p[t.name] for p in parts]) if parts else np.zeros(0)
-            for t in predictor.tasks if t.kind != "landmarks"}
+            for t in predictor.tasks if task_head(t).scored}
 
 
 # ---------------------------------------------------------------- evaluation
@@ -266,7 +259,7 @@ def evaluate_split(predictor: Predictor, name: str, samples: Sequence[Sample], l
                    memo: Memo) -> SplitResult:
     """Metrics of one split from the memo (every sample must be in it: predicted or skipped)."""
     data_tasks = set(samples[0].targets) if samples else set()
-    tasks = [t for t in predictor.tasks if t.name in data_tasks and t.kind != "landmarks"]
+    tasks = [t for t in predictor.tasks if t.name in data_tasks and task_head(t).scored]
     if samples and not tasks:
         raise EvaluateError(f"the model's tasks ({', '.join(t.name for t in predictor.tasks)}) and the data's "
                             f"({', '.join(sorted(data_tasks))}) have none in common")
@@ -312,7 +305,7 @@ def data_tasks(protocol: str) -> tuple[TaskSpec, ...]:
         from training.mtfl import MTFL_TASKS
         return MTFL_TASKS
     if protocol in ("coral", "full"):
-        from training.data import utk_tasks
+        from training.utkface import utk_tasks
         return tuple(utk_tasks(protocol))
     return ()
 

@@ -12,6 +12,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from engine.modelspec import TaskSpec
+from training.task_heads import task_head
 
 CS_YEARS = 5.0
 # Bands of true age (years, both ends included; None = no upper end): issue 11's evaluation.
@@ -107,7 +108,7 @@ def compute_metrics(tasks: Sequence[TaskSpec], truth: Mapping[str, np.ndarray],
     table (``groups``) and the age-band table (``bands``)."""
     out: dict = {"tasks": {}}
     for t in tasks:
-        if t.kind in ("binary", "multiclass"):
+        if task_head(t).classes:
             block = classification_metrics(t, truth[t.name], pred[t.name])
             out[f"{t.name}_acc"] = block["accuracy"]
         else:

@@ -9,6 +9,7 @@ from typing import Sequence
 import numpy as np
 
 from training.metrics import SplitResult
+from training.task_heads import task_head
 
 
 def _pct(v) -> str:
@@ -152,11 +153,12 @@ def write_report(metrics: dict, results: Sequence[SplitResult], out_dir: Path) -
             lines += ["", f"Faces found: {found['found']:,} of {found['of']:,} ({_pct(found['share'])})."]
         for name, block in m["tasks"].items():
             lines += ["", f"### {name}", ""]
-            if block["kind"] in ("binary", "multiclass"):
+            head = task_head(block["kind"])
+            if head.classes:
                 labels = block["labels"]
                 lines.append(f"Accuracy {_pct(block['accuracy'])} over {block['n']} faces. Per class (recall): "
                              + ", ".join(f"{k} {_pct(v)}" for k, v in block["per_class"].items()) + ".")
-                if block["kind"] == "multiclass" and "support" in block:
+                if head.report_confusion and "support" in block:
                     lines += [""] + class_table(block)
                 lines += ["", "| true \\ predicted | " + " | ".join(labels) + " |", "|" + "---|" * (len(labels) + 1)]
                 for label, row in zip(labels, block["confusion"]):

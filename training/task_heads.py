@@ -101,6 +101,7 @@ class TaskHead:
     report_confusion: ClassVar[bool] = False  # reports show its confusion table (binary's is its per-class table)
     flip_invariant: ClassVar[bool] = True  # a mirrored chip predicts the same thing (flip TTA averages it)
     uncertainty_factor: ClassVar[float] = 1.0  # ½ for a squared error (Gaussian likelihood), 1 for a likelihood
+    scored: ClassVar[bool] = True  # evaluate and the reports score it against a label
     auto_age_loss: ClassVar[str | None] = None  # the age loss loss.age = "auto" means (None: this head's loss)
 
     def output_size(self, task: TaskSpec) -> int:
@@ -133,6 +134,11 @@ class TaskHead:
     def contract_output(self, task: TaskSpec, y: torch.Tensor) -> torch.Tensor:
         """Raw output -> the model contract's output (engine/tasks.py reads it)."""
         return y
+
+    def contract_value(self, task: TaskSpec, r: np.ndarray) -> np.ndarray:
+        """The contract's output (numpy, float64) -> one value per face as the engine decodes it
+        (label index or value in the task's unit); evaluate scores torch checkpoints with it."""
+        return r.reshape(len(r), -1)[:, 0]
 
     def export_output(self, task: TaskSpec, y: torch.Tensor, temperature: float | None = None) -> torch.Tensor:
         """contract_output of the logits divided by ``temperature`` (calibrated kinds only)."""
@@ -185,6 +191,9 @@ class Binary(_Labelled):
     def contract_output(self, task, y):
         return torch.sigmoid(y.reshape(-1))
 
+    def contract_value(self, task, r):
+        return (r.reshape(-1) > 0.5).astype(np.float64)
+
     def class_logits(self, z):
         """z -> (0, z), whose softmax is (1 - sigmoid(z), sigmoid(z)): one code path with multiclass."""
         return np.stack([np.zeros_like(z), z], axis=-1)
@@ -213,6 +222,9 @@ class Multiclass(_Labelled):
 
     def contract_output(self, task, y):
         return torch.softmax(y, dim=1)
+
+    def contract_value(self, task, r):
+        return r.argmax(axis=1).astype(np.float64)
 
     def class_logits(self, z):
         return z
@@ -278,6 +290,9 @@ class Expectation(TaskHead):
     def contract_output(self, task, y):
         return torch.softmax(y, dim=1)
 
+    def contract_value(self, task, r):
+        return r @ np.asarray(task.bins, np.float64)
+
     def recast(self, task):
         """A regression task -> one bin per whole unit of its range (age 21-60: 40 bins)."""
         if not isinstance(task_head(task), Regression):
@@ -294,6 +309,7 @@ class Landmarks(TaskHead):
 
     kind = "landmarks"
     flip_invariant = False
+    scored = False
     uncertainty_factor = 0.5
 
     def output_size(self, task):

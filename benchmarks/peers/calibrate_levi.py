@@ -36,7 +36,7 @@ def _score(res_rows: list[dict], age: np.ndarray, gender: np.ndarray) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from training.data import load_utkface
+    from training.utkface import load_utkface
 
     p = argparse.ArgumentParser(prog="python -m benchmarks.peers.calibrate_levi", description=__doc__.splitlines()[0])
     p.add_argument("--n", type=int, default=300)

@@ -43,6 +43,7 @@ from benchmarks.peers import CYDRAL, PeerError
 from training.evaluate import (Chips, EvaluateError, chips_from_cache, chips_from_images, load_predictor,
                                load_split, mtfl_landmarks, predict_all, save_engine_chips)
 from training.metrics import AGE_BANDS, band_label, band_mask
+from training.task_heads import task_head
 
 GENDERS = ("male", "female")
 RACES = ("white", "black", "asian", "indian", "other")
@@ -114,7 +115,7 @@ def faceattr_values(model: Path, chips: np.ndarray) -> tuple[dict[str, np.ndarra
     values = predict_all(predictor, chips)
     tasks = {t.name: t for t in predictor.tasks}
     out = {}
-    if "age" in values and tasks["age"].kind in ("regression", "expectation"):
+    if "age" in values and not task_head(tasks["age"]).classes:  # a value in years, not a label
         out["age"] = values["age"]
     if "gender" in values:
         labels = tasks["gender"].labels
