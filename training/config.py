@@ -141,11 +141,11 @@ _SECTIONS = {"data": DataConfig, "model": ModelConfig, "optim": OptimConfig, "we
 _ALIASES = {("weighting", "lambda"): "lam"}
 _CHOICES = {("data", "dataset"): ("utkface", "celeba", "mtfl", "utkface+mtfl"), ("data", "protocol"): ("coral", "full"),
             ("model", "age_kind"): ("regression", "expectation"),
-            ("weighting", "kind"): ("loss_weight_layer", "equal", "uncertainty", "dynamic"),
             ("speed", "device"): ("auto", "cpu", "cuda"), ("speed", "bf16"): ("off", "auto", "always"),
             # open sets: the registries' names, looked up when a config is read
             ("optim", "schedule"): lambda: importlib.import_module("training.schedule").available_schedules(),
-            ("loss", "age"): lambda: importlib.import_module("training.losses").available_age_losses()}
+            ("loss", "age"): lambda: importlib.import_module("training.losses").available_age_losses(),
+            ("weighting", "kind"): lambda: importlib.import_module("training.weighting").available_weightings()}
 
 
 def _value(where: str, default: Any, value: Any) -> Any:

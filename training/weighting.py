@@ -15,15 +15,12 @@ Schemes (``make_weighting(kind, task_names, ...)``):
 """
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 import torch
 from torch import nn
 
 from training.task_heads import task_head
-
-KINDS = ("loss_weight_layer", "equal", "uncertainty", "dynamic")
-
 
 def _stack(losses: Mapping[str, torch.Tensor], names: Sequence[str]) -> tuple[list[str], list[int], torch.Tensor]:
     present = [n for n in names if n in losses]
@@ -129,15 +126,31 @@ class DynamicWeights(nn.Module):
         return objective, dict(zip(present, w.detach().tolist()))
 
 
+# name -> factory(task_names, task_kinds, lam, seed); a new scheme is one module and one entry.
+Factory = Callable[[Sequence[str], Sequence[str], float, int], nn.Module]
+_WEIGHTINGS: dict[str, Factory] = {
+    "loss_weight_layer": lambda names, kinds, lam, seed: LossWeightLayer(names, lam=lam, seed=seed),
+    "equal": lambda names, kinds, lam, seed: EqualWeights(names),
+    "uncertainty": lambda names, kinds, lam, seed: UncertaintyWeights(names, kinds),
+    "dynamic": lambda names, kinds, lam, seed: DynamicWeights(names),
+}
+KINDS = tuple(_WEIGHTINGS)
+
+
+def register_weighting(name: str, factory: Factory) -> None:
+    if name in _WEIGHTINGS:
+        raise ValueError(f"weighting '{name}' is already registered")
+    _WEIGHTINGS[name] = factory
+
+
+def available_weightings() -> list[str]:
+    return list(_WEIGHTINGS)
+
+
 def make_weighting(kind: str, task_names: Sequence[str], task_kinds: Sequence[str], lam: float = 0.1,
                    seed: int = 0) -> nn.Module:
     """The weighting module named by the config's ``weighting.kind``."""
-    if kind == "loss_weight_layer":
-        return LossWeightLayer(task_names, lam=lam, seed=seed)
-    if kind == "equal":
-        return EqualWeights(task_names)
-    if kind == "uncertainty":
-        return UncertaintyWeights(task_names, task_kinds)
-    if kind == "dynamic":
-        return DynamicWeights(task_names)
-    raise ValueError(f"weighting kind '{kind}' is not known (known: {', '.join(KINDS)})")
+    factory = _WEIGHTINGS.get(kind)
+    if factory is None:
+        raise ValueError(f"weighting kind '{kind}' is not known (known: {', '.join(_WEIGHTINGS)})")
+    return factory(task_names, task_kinds, lam, seed)
