@@ -38,7 +38,7 @@ from typing import Iterator
 import cv2
 import numpy as np
 
-from benchmarks.common import OUT_DIR, shared_dir
+from benchmarks.common import OUT_DIR, background_bgr, shared_dir
 
 FPS = 30.0
 FACE_PX = (60, 200)
@@ -207,21 +207,11 @@ def layout(size_wh: tuple[int, int], n_faces: int, seconds: float, seed: int = 0
     return actors
 
 
-def background(size_wh: tuple[int, int], seed: int = 0) -> np.ndarray:
-    """A smooth, lightly textured background (a plain one would flatter the detector)."""
-    w, h = size_wh
-    rng = np.random.default_rng(seed)
-    small = rng.integers(40, 200, (max(2, h // 60), max(2, w // 60), 3), dtype=np.uint8)
-    image = cv2.resize(small, (w, h), interpolation=cv2.INTER_CUBIC)
-    noise = rng.normal(0, 6, (h, w, 3))
-    return np.clip(image.astype(np.float32) + noise, 0, 255).astype(np.uint8)
-
-
 def render(size_wh: tuple[int, int], actors: list[Actor], frames: int, seed: int = 0
            ) -> Iterator[tuple[np.ndarray, list[dict]]]:
     """(frame, truth faces) for each frame; ids count appearances (see the module's text)."""
     w, h = size_wh
-    base = background(size_wh, seed)
+    base = background_bgr(size_wh, seed)
     order = sorted(range(len(actors)), key=lambda i: actors[i].depth)
     visible_before = [False] * len(actors)
     ids = [0] * len(actors)

@@ -123,8 +123,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--files", type=Path, help="optional text file: one image name per line")
     args = p.parse_args(argv)
     files = args.files.read_text().split() if args.files else None
+    return report_counts(lambda: build_cache(args.images, args.out, files))
+
+
+def report_counts(build) -> int:
+    """Run a cache build for a command line: its counts on one line (exit 0), or its error (exit 2)."""
     try:
-        counts = build_cache(args.images, args.out, files)
+        counts = build()
     except (FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

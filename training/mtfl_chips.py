@@ -26,7 +26,7 @@ from tqdm import tqdm
 from engine.align import CHIP_SIZE, Aligner
 from engine.detect import DEFAULT_MIN_FACE, STILL_PAD, HogDetector, create_detector
 from engine.types import Faces
-from training.chips import OK, UNREADABLE
+from training.chips import OK, UNREADABLE, report_counts
 from training.mtfl import TEST_LIST, TRAIN_LIST, MtflRow, read_list
 
 LARGE_IMAGE = 250  # px, shorter side
@@ -119,13 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("mtfl", type=Path, help="the MTFL folder (holding training.txt, testing.txt and the images)")
     p.add_argument("--out", type=Path, required=True, help="cache folder to write")
     args = p.parse_args(argv)
-    try:
-        counts = build_mtfl_cache(args.mtfl, args.out)
-    except (FileNotFoundError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    print("chips: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
-    return 0
+    return report_counts(lambda: build_mtfl_cache(args.mtfl, args.out))
 
 
 if __name__ == "__main__":
