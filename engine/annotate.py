@@ -12,10 +12,17 @@ Output names carry the input's whole file name, so ``x.jpg`` and ``x.mp4`` never
 one: ``x.mp4.annotated.mp4``, ``x.mp4.jsonl``, ``x.jpg.annotated.jpg``, a folder
 ``photos`` gives ``photos.annotated/`` and ``photos.jsonl``. Pass ``name`` to choose
 another base (the CLI does for two inputs of the same name in different folders).
+
+Pipelined (the default): the input's frames are detected ahead on detector threads
+(``Pipeline.run(pipelined=True)``, ``engine/detect_ahead.py``) and rendered, encoded and
+written on a writer thread (:func:`render_and_write_behind`), while the calling thread
+aligns, runs the network, tracks and smooths: the same outputs as ``pipelined=False``,
+record for record, in less time on more than one core.
 """
 from __future__ import annotations
 
 import contextlib
+import queue
 import threading
 import time
 from dataclasses import dataclass, field
@@ -32,6 +39,8 @@ from engine.types import Faces, FrameResult
 from engine.write import CsvWriter, ImageWriter, JsonlWriter, VideoWriter, WriteError, image_suffix
 
 ProgressFn = Callable[[int, "int | None"], None]
+WRITE_QUEUE_FRAMES = 4  # results waiting for the writer thread (bounded memory)
+_POLL_S = 0.05
 
 
 @dataclass(frozen=True)
@@ -88,6 +97,75 @@ def render_and_write(results: Iterable[FrameResult], sinks: Sequence, renderer: 
             on_frame(result, image_bgr)
 
 
+def render_and_write_behind(results: Iterable[FrameResult], sinks: Sequence, renderer: RenderFn | None,
+                            on_frame: FrameFn | None = None, depth: int = WRITE_QUEUE_FRAMES) -> None:
+    """:func:`render_and_write` on a writer thread ("faceattr-write") while this thread
+    iterates ``results`` (inference): the same calls in the same order.
+
+    Every result taken from ``results`` is written before this returns or raises (an
+    error or Ctrl+C in this thread still leaves the outputs a sequential loop would;
+    a second Ctrl+C while waiting drops what is queued). An error in the writer thread
+    (a full disk) stops the iteration and is raised here. The thread is always joined.
+    """
+    pending: queue.Queue = queue.Queue(depth)
+    done = object()
+    failed: list[BaseException] = []
+    drop = threading.Event()
+
+    def queued() -> Iterable[FrameResult]:
+        while True:
+            item = pending.get()
+            if item is done or drop.is_set():
+                return
+            yield item
+
+    def write() -> None:
+        try:
+            render_and_write(queued(), sinks, renderer, on_frame)
+        except BaseException as e:  # noqa: BLE001 - raised in the caller's thread
+            failed.append(e)
+            while True:  # unblock the caller's puts until it sees the error
+                if pending.get() is done:
+                    return
+
+    writer = threading.Thread(target=write, name="faceattr-write", daemon=True)
+    writer.start()
+    try:
+        for result in results:
+            while not failed:
+                try:
+                    pending.put(result, timeout=_POLL_S)
+                    break
+                except queue.Full:
+                    continue
+            if failed:
+                break
+    finally:
+        _finish_writer(writer, pending, done, drop)
+    if failed:
+        raise failed[0]
+
+
+def _finish_writer(writer: threading.Thread, pending: queue.Queue, done: object, drop: threading.Event) -> None:
+    """Tell the writer there is no more, wait for it to write what is queued; a Ctrl+C
+    while waiting drops the queue (the writer stops after its frame) and waits again."""
+    while writer.is_alive():
+        try:
+            try:
+                pending.put(done, timeout=_POLL_S)
+            except queue.Full:
+                continue
+            writer.join()
+        except KeyboardInterrupt:
+            drop.set()
+            with contextlib.suppress(queue.Empty):
+                while True:
+                    pending.get_nowait()
+            pending.put(done)
+            writer.join()
+            raise
+
+
 def _open_sinks(source, input_path: Path, paths: dict[str, Path], spec: ModelSpec,
                 video: bool, jsonl: bool, csv: bool) -> list:
     sinks: list = []
@@ -127,13 +205,17 @@ def _close_all(sinks: list) -> tuple[list[Path], str | None]:
 def annotate_file(input_path: str | Path, out_dir: str | Path, config: PipelineConfig | Pipeline,
                   jsonl: bool = True, csv: bool = False, video: bool = True,
                   progress: ProgressFn | None = None, renderer: Renderer | None = None,
-                  name: str | None = None, stop: threading.Event | None = None) -> AnnotateSummary:
+                  name: str | None = None, stop: threading.Event | None = None,
+                  pipelined: bool = True) -> AnnotateSummary:
     """Annotate one video or image file (or a folder of images) into ``out_dir``.
 
     ``progress(done, total)`` is called after each frame (total None when unknown).
     ``stop`` set from another thread ends the input like Ctrl+C does (``interrupted``,
     outputs finished under their temporary names).
     A model that cannot be loaded from ``config`` raises (it is not a per-file problem).
+    ``pipelined``: detection, inference and writing overlap on threads (see the module);
+    False runs every stage in this thread, one frame after the other (same outputs).
+    With ``pipelined``, ``progress`` is called from the writer thread.
     """
     t0 = time.perf_counter()
     input_path = Path(input_path)
@@ -164,9 +246,10 @@ def annotate_file(input_path: str | Path, out_dir: str | Path, config: PipelineC
         except OSError as e:
             raise WriteError(f"{out_dir}: cannot create the output folder ({e.strerror or e})") from e
         sinks = _open_sinks(source, input_path, paths, pipeline.spec, video, jsonl, csv)
-        run = pipeline.run(source, live=False, stop=stop)
-        with contextlib.closing(run):  # joins the capture thread even if a sink fails
-            render_and_write(run, sinks, renderer if video else None, on_frame)
+        run = pipeline.run(source, live=False, stop=stop, pipelined=pipelined)
+        write = render_and_write_behind if pipelined else render_and_write
+        with contextlib.closing(run):  # joins the capture (and detector) threads even if a sink fails
+            write(run, sinks, renderer if video else None, on_frame)
         if run.outcome.reason is EndReason.STOPPED:
             raise KeyboardInterrupt  # stopped from outside: the same ending as Ctrl+C
         end_reason = run.outcome.detail if run.outcome.reason is EndReason.TRUNCATED else None

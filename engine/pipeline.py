@@ -12,7 +12,11 @@ detector also runs in regions around them (``engine/region_scan.py``: timed as
   frame in a one-slot mailbox; frames that arrive while inference is busy replace the
   waiting one and are counted in ``FrameResult.dropped_frames``, so latency never builds up;
 - file mode: every frame in order through a bounded queue (the reader waits when
-  inference falls behind: back-pressure, bounded memory).
+  inference falls behind: back-pressure, bounded memory);
+- pipelined file mode (``run(..., pipelined=True)``, what ``engine.annotate`` uses):
+  detector threads detect the next frames while this one is aligned, run through the
+  network, tracked and smoothed (``engine/detect_ahead.py``); every frame still gets its
+  own full detection, so the results are those of file mode, frame for frame.
 
 Inference runs in the thread that iterates ``run``; no stage knows about threads.
 
@@ -28,7 +32,6 @@ went quiet) ends the run with a :class:`SourceError` after ``stall_timeout_s``.
 from __future__ import annotations
 
 import dataclasses
-import enum
 import threading
 import time
 from dataclasses import dataclass
@@ -40,10 +43,12 @@ import numpy as np
 from engine.align import Aligner
 from engine.background_detect import BackgroundDetector, merge_detections
 from engine.capture import END, POLL_S, FrameQueue, Mailbox, capture
-from engine.detect import DEFAULT_MIN_FACE, STILL_PAD, create_detector
+from engine.detect import DEFAULT_MIN_FACE, create_detector
+from engine.detect_ahead import DETECT_THREADS, DetectAhead, Plan, clone_detector, still_pad
 from engine.model import FaceAttrModel
 from engine.modelspec import ModelSpec
 from engine.region_scan import DROP_AFTER_MISSES, REGION_FACE_RATIO, REGION_MARGIN, RegionScanner
+from engine.runs import EndReason, PipelineRun, RunOutcome  # re-exported: callers import them from here
 from engine.scenes import ShotCutDetector, chip_signatures
 from engine.smooth import TaskSmoother
 from engine.sources import Source, SourceError
@@ -69,13 +74,16 @@ class PipelineConfig:
     stall_timeout_s: float = 5.0  # a source that delivers no frame this long has stopped
     shot_cuts: bool = True  # start a new scene at hard cuts (frame-difference test)
     precision: str = "auto"  # auto | int8 | fp32 (FaceAttrModel.load: auto = the .int8.onnx sibling on CPU)
-    model_threads: int | None = None  # ONNX Runtime intra-op threads (None: its default, all cores)
+    # ONNX Runtime intra-op threads (None: its default, all cores). With detector threads busy
+    # (pipelined file runs, background_detect) 1 keeps the network off the detectors' core.
+    model_threads: int | None = None
     background_detect: bool = False  # detect in a thread of its own; track every frame (see below)
     # Between full scans, detect in regions around the tracked faces (engine/region_scan.py):
     region_scans: bool = True
     region_margin: float = REGION_MARGIN  # a region: the face's box grown by this part of its size per side
     region_face_ratio: float = REGION_FACE_RATIO  # find faces down to this part of the tracked one (0: min_face)
     region_drop_after: int = DROP_AFTER_MISSES  # frames a tracked face may go unfound before it is dropped
+    detect_threads: int = DETECT_THREADS  # pipelined file runs: detector threads, each with its own detector
 
 
 def _ms(t0: float) -> float:
@@ -99,6 +107,9 @@ class Pipeline:
         self.regions: RegionScanner | None = (
             RegionScanner(detector, config.min_face, config.region_margin, config.region_face_ratio,
                           config.region_drop_after) if config.region_scans else None)
+        # pipelined runs' detectors: copies of ``detector`` (or made by make_detector), kept across runs
+        self.make_detector = lambda: create_detector(config.detector, config.upsample, config.min_face)
+        self._ahead_detectors: list = []
 
     @classmethod
     def create(cls, config: PipelineConfig) -> "Pipeline":
@@ -152,7 +163,9 @@ class Pipeline:
 
     # -- one frame ---------------------------------------------------------------------
 
-    def process(self, frame: Frame) -> FrameResult:
+    def process(self, frame: Frame, detection: tuple[Faces, float] | None = None) -> FrameResult:
+        """``detection``: this frame's full-frame detection (faces, ms), made ahead by a
+        detector thread (``engine/detect_ahead.py``); used when the frame is scanned in full."""
         t_start = time.perf_counter()
         timings: dict[str, float] = {}
         t = time.perf_counter()
@@ -188,11 +201,14 @@ class Pipeline:
             detect = (new_scene or self.config.detect_every <= 1 or len(previous) == 0
                       or self._since_detect >= self.config.detect_every - 1)
             if detect:
-                faces = self.detector(image, pad=STILL_PAD if frame.still else 0.0)
+                if detection is None:
+                    faces = self.detector(image, pad=still_pad(frame))
+                    timings["detect"] = _ms(t)
+                else:  # detected ahead, on another thread: its own cost
+                    faces, timings["detect"] = detection
                 followed = None
                 if regions is not None:
                     regions.forget_misses()
-                timings["detect"] = _ms(t)
             elif regions is not None:
                 timings["detect"] = _ms(t)
                 t = time.perf_counter()
@@ -231,7 +247,7 @@ class Pipeline:
     # -- a stream ----------------------------------------------------------------------
 
     def run(self, source: Source, live: bool | None = None,
-            stop: threading.Event | None = None) -> "PipelineRun":
+            stop: threading.Event | None = None, pipelined: bool = False) -> "PipelineRun":
         """Results for ``source``'s frames, as an iterator; closes ``source`` when done.
 
         ``live`` defaults to ``source.is_live``. A file run live is paced at its own frame
@@ -243,17 +259,36 @@ class Pipeline:
         'latency': ms from the frame leaving the source to its result being ready.
         Read errors, and a source silent for ``stall_timeout_s``, are raised as
         :class:`SourceError`. How the run ended is the returned run's ``outcome``.
+
+        ``pipelined`` (file mode only; not with ``background_detect``): frames are detected
+        ahead on ``config.detect_threads`` threads of their own (``engine/detect_ahead.py``);
+        the results are the same, frame for frame. A detector thread's error is raised in
+        the frame's place; ending the run joins those threads too.
         """
         run = PipelineRun(source.source_id)
-        run._frames = self._frames(source, live, stop or threading.Event(), run)
+        run._frames = self._frames(source, live, stop or threading.Event(), run, pipelined)
         return run
 
+    def _detectors_ahead(self) -> list:
+        n = max(1, int(self.config.detect_threads))
+        self._ahead_detectors += [clone_detector(self.detector, self.make_detector)
+                                  for _ in range(n - len(self._ahead_detectors))]
+        return self._ahead_detectors[:n]
+
     def _frames(self, source: Source, live: bool | None, stop: threading.Event,
-                run: "PipelineRun") -> Iterator[FrameResult]:
+                run: "PipelineRun", pipelined: bool = False) -> Iterator[FrameResult]:
         live = source.is_live if live is None else live
         box: Mailbox | FrameQueue = Mailbox() if live else FrameQueue(FILE_QUEUE_FRAMES)
         pace = live and not source.is_live
         self.reset()
+        ahead = None
+        if pipelined and not live and self.background is None:
+            try:
+                ahead = DetectAhead(box, self._detectors_ahead(), Plan(self.config.detect_every, self.config.shot_cuts))
+            except BaseException:
+                source.close()
+                raise
+        feed = ahead or box
         thread = threading.Thread(target=capture, args=(source, box, pace), name="faceattr-capture",
                                   daemon=True)
         thread.start()
@@ -264,8 +299,10 @@ class Pipeline:
         try:
             waiting_since = time.monotonic()
             while not stop.is_set():
-                item = box.get(POLL_S)
+                item = feed.get(POLL_S)
                 if item is None:
+                    if ahead is not None and ahead.busy:  # a frame is being detected: not a stall
+                        waiting_since = time.monotonic()
                     waited = time.monotonic() - waiting_since
                     if stall_s and waited > stall_s:
                         join_s = 0.2  # the capture thread is stuck in a read: do not wait for it
@@ -277,17 +314,19 @@ class Pipeline:
                     break
                 if isinstance(item, BaseException):
                     raise item
-                frame, t_captured, dropped = item
-                result = self.process(frame)
+                frame, t_captured, dropped, *detection = item
+                result = self.process(frame, *detection)
+                if ahead is not None:  # what this frame did: the plan of the frames ahead follows it
+                    ahead.note(frame.index, self._since_detect, len(self.tracker.predict()) > 0)
                 timings = {**result.timings_ms, "latency": _ms(t_captured)}
                 frames += 1
                 yield dataclasses.replace(result, timings_ms=timings, dropped_frames=dropped)
                 waiting_since = time.monotonic()
-        except SourceError as e:
-            reason, detail = EndReason.FAILED, str(e)
+        except Exception as e:  # a read error, a silent source, or a stage's (a detector thread's) error
+            reason, detail = EndReason.FAILED, str(e) if isinstance(e, SourceError) else f"{type(e).__name__}: {e}"
             raise
         finally:
-            box.close()
+            feed.close()  # the detect-ahead stage closes the box and joins its threads
             thread.join(join_s)
             if not thread.is_alive():  # else a read hangs: the thread closes the source when it returns
                 source.close()
@@ -295,48 +334,6 @@ class Pipeline:
                 reason, detail = EndReason.TRUNCATED, source.end_reason
             run.outcome = RunOutcome(reason, source.source_id, frames, detail, tuple(source.warnings),
                                      tuple(getattr(source, "unreadable", ())))
-
-
-class EndReason(enum.Enum):
-    FINISHED = "finished"  # the source ended (the last frame of a file, folder or image)
-    STOPPED = "stopped"  # the consumer stopped or closed the run
-    TRUNCATED = "truncated"  # the source ended early (a damaged file, a camera unplugged)
-    FAILED = "failed"  # reading failed or the source went silent (the SourceError was raised)
-
-
-@dataclass(frozen=True)
-class RunOutcome:
-    """How a run ended, as values: the CLI, the GUI worker and the self-test read these."""
-
-    reason: EndReason
-    source_id: str
-    frames: int
-    detail: str | None = None  # the sentence for TRUNCATED / FAILED
-    warnings: tuple[str, ...] = ()  # what the source skipped over (unreadable images)
-    unreadable: tuple[Path, ...] = ()  # images of a folder that could not be read
-
-
-class PipelineRun:
-    """The results of one :meth:`Pipeline.run`, in order; ``outcome`` is set once it ends.
-
-    Iterate it once; :meth:`close` (or ``contextlib.closing``) ends it early and joins the
-    capture thread."""
-
-    def __init__(self, source_id: str) -> None:
-        self.source_id = source_id
-        self.outcome: RunOutcome | None = None
-        self._frames: Iterator[FrameResult] = iter(())
-
-    def __iter__(self) -> "PipelineRun":
-        return self
-
-    def __next__(self) -> FrameResult:
-        return next(self._frames)
-
-    def close(self) -> None:
-        self._frames.close()
-        if self.outcome is None:  # closed before it started
-            self.outcome = RunOutcome(EndReason.STOPPED, self.source_id, 0)
 
 
 def _judgeable(signatures: np.ndarray, faces: Faces, size_wh: tuple[int, int]) -> np.ndarray:
