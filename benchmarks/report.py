@@ -15,6 +15,7 @@ import shutil
 import sys
 from pathlib import Path
 
+from benchmarks.annotate_modes import report_lines as annotate_modes_lines, summary_rows as annotate_modes_summary
 from benchmarks.common import OUT_DIR, REPO_ROOT
 from benchmarks.live_hd import report_lines as live_hd_lines, summary_rows as live_hd_summary
 from benchmarks.report_plots import plot_network, plot_scaling
@@ -104,6 +105,8 @@ def _speed(doc: dict, res_dir: Path) -> list[str]:
                   "per frame (see the stage table), so a ratio of 0.5 would need the whole analysis to cost no "
                   "more than decode+encode. The target, as written, cannot be met on this CPU by any pipeline "
                   "that runs a face detector on every frame.", ""]
+        if "modes" in a:
+            L += annotate_modes_lines(a["modes"])
     L += ["### GPU", ""]
     g = doc.get("gpu", {})
     if g.get("available"):
@@ -292,6 +295,8 @@ def _summary(speed: dict | None, accuracy: dict | None) -> list[str]:
     if a:
         rows.append(["batch annotation / (decode+encode)", ">= 0.5", f"{a['throughput_ratio']:.3f}",
                      "met" if a["meets_target"] else "missed"])
+        if "modes" in a:
+            rows += annotate_modes_summary(a["modes"])
     net = sec.get("network")
     if net:
         for r in net["ratios"]:

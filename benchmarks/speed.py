@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks.annotate_modes import MODES as ANNOTATE_MODES, measure_annotation_modes
 from benchmarks.common import OUT_DIR, compose_frame, face_crops, write_json
 from benchmarks.live import LIVE_VARIANTS, measure_annotation, measure_live
 from benchmarks.live_hd import HD_VARIANTS, QUICK_VARIANTS, measure_live_hd
@@ -117,6 +118,10 @@ def main(argv: list[str] | None = None) -> int:
             print("speed: batch annotation")
             body["sections"]["annotate"] = measure_annotation(choice.path, Path(video),
                                                               max_frames=15 if args.quick else None)
+            print("speed: batch annotation, sequential vs pipelined")
+            body["sections"]["annotate"]["modes"] = measure_annotation_modes(
+                choice.path, Path(video), max_frames=15 if args.quick else None, repeats=1 if args.quick else 2,
+                modes=(ANNOTATE_MODES[0], ANNOTATE_MODES[2]) if args.quick else ANNOTATE_MODES)
     body["gpu"] = gpu_section(args.out)
     body["elapsed_s"] = round(time.perf_counter() - t_start, 1)
     path = write_json(args.out / "speed.json", "speed", body)
