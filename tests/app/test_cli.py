@@ -38,7 +38,7 @@ def test_annotate_writes_the_video_and_records_in_the_schema(short_clip, app_mod
     assert records
     keys = ["source", "frame", "time_s", "track_id", "box_xyxy", "score"]
     for t in spec.tasks:
-        keys += [t.name, f"{t.name}_confidence"]
+        keys += [t.name, f"{t.name}_confidence"] + ([f"{t.name}_spread"] if t.kind in ("regression", "expectation") else [])
     truth_path = sample_video_path().with_name("sample_truth.jsonl")
     truth = [json.loads(line) for line in truth_path.read_text().splitlines()] if truth_path.is_file() else None
     for r in records:
@@ -49,6 +49,7 @@ def test_annotate_writes_the_video_and_records_in_the_schema(short_clip, app_mod
                 assert r[t.name] in t.labels and 0.0 <= r[f"{t.name}_confidence"] <= 1.0
             elif t.kind in ("regression", "expectation"):
                 assert isinstance(r[t.name], float)
+                assert t.kind != "expectation" or r[f"{t.name}_spread"] > 0  # a distribution has a spread
         if truth is not None:  # each face found lies where the sample put a face
             boxes = [f["xyxy"] for f in truth[r["frame"]]["faces"]]
             assert max(iou(r["box_xyxy"], b) for b in boxes) > 0.4
