@@ -18,7 +18,7 @@ small; its effect on the face centre is bounded by ``max_centre_shift_px`` (test
 from __future__ import annotations
 
 import math
-from typing import Callable
+from typing import Callable, Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -163,21 +163,50 @@ def occlude(x: torch.Tensor, cfg: AugmentConfig) -> torch.Tensor:
     return torch.where(inside & pick, fill, x)
 
 
-class Augmenter:
-    """The config's augmentations in registry order, on uint8 [N,H,W,3] chips -> float [N,H,W,3] 0..255."""
+def mirror_targets(targets: dict[str, torch.Tensor], flipped: torch.Tensor,
+                   mirror: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Targets of mirrored chips: a task whose labels swap sides under a horizontal flip (head
+    pose: left <-> right) takes ``mirror[task][label]`` on the flipped rows; unlabelled rows
+    (NaN) stay NaN."""
+    out = dict(targets)
+    for name, perm in mirror.items():
+        t = targets.get(name)
+        if t is None:
+            continue
+        known = torch.isfinite(t)
+        mapped = perm.to(t.device)[t.nan_to_num(0).long().clamp(0, len(perm) - 1)].to(t.dtype)
+        out[name] = torch.where(flipped & known, mapped, t)
+    return out
 
-    def __init__(self, cfg: AugmentConfig, names: list[str]):
+
+class Augmenter:
+    """The config's augmentations in registry order, on uint8 [N,H,W,3] chips -> float [N,H,W,3] 0..255.
+
+    Called with the batch's targets too (``augment(chips, targets) -> (x, targets)``), the flip
+    mirrors the labels that swap sides (``mirror``: task -> label permutation, from the
+    datasets, e.g. MTFL's head pose); without targets it returns the chips alone."""
+
+    def __init__(self, cfg: AugmentConfig, names: list[str], mirror: Mapping[str, Sequence[int]] | None = None):
         self.cfg, self.names = cfg, names
         self.fns = [_REGISTRY[n][0] for n in names]
+        self.mirror = {k: torch.tensor(v, dtype=torch.long) for k, v in (mirror or {}).items()}
 
-    def __call__(self, chips: torch.Tensor) -> torch.Tensor:
+    def __call__(self, chips: torch.Tensor, targets: dict[str, torch.Tensor] | None = None):
         if not self.fns:
-            return chips
+            return chips if targets is None else (chips, targets)
         x = chips.permute(0, 3, 1, 2).float()
-        for fn in self.fns:
-            x = fn(x, self.cfg)
-        return x.clamp_(0, 255).permute(0, 2, 3, 1).contiguous()  # NHWC again: the net's NCHW view is channels_last
+        for name, fn in zip(self.names, self.fns):
+            if name == "flip":  # drawn here so the labels can follow the chips
+                flipped = torch.rand(len(x), device=x.device) < 0.5
+                x = torch.where(flipped.view(-1, 1, 1, 1), x.flip(3), x)
+                if targets is not None and self.mirror:
+                    targets = mirror_targets(targets, flipped, self.mirror)
+            else:
+                x = fn(x, self.cfg)
+        x = x.clamp_(0, 255).permute(0, 2, 3, 1).contiguous()  # NHWC again: the net's NCHW view is channels_last
+        return x if targets is None else (x, targets)
 
 
-def create_augmenter(cfg: AugmentConfig, flip: bool = False) -> Augmenter:
-    return Augmenter(cfg, [name for name, (_, on) in _REGISTRY.items() if on(cfg, flip)])
+def create_augmenter(cfg: AugmentConfig, flip: bool = False, mirror: Mapping[str, Sequence[int]] | None = None
+                     ) -> Augmenter:
+    return Augmenter(cfg, [name for name, (_, on) in _REGISTRY.items() if on(cfg, flip)], mirror)

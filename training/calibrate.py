@@ -168,9 +168,12 @@ def validation_sets(cfg, tasks: Sequence[TaskSpec]) -> list:
     return [ChipDataset(part.cache, part.splits.valid, tasks) for part in parts]
 
 
-def collect_logits(net, sets: Sequence, batch: int, device: str, flip_tta: bool
+def collect_logits(net, sets: Sequence, batch: int, device: str, flip_tta: bool,
+                   mirror: Mapping[str, Sequence[int]] | None = None
                    ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-    """Every label task's logits ([V, N] / [V, N, C]) and targets ([N]) over the sets, in order."""
+    """Every label task's logits ([V, N] / [V, N, C]) and targets ([N]) over the sets, in order;
+    the mirror view's logits of a task whose labels swap sides (``mirror``) are permuted back."""
+    mirror = mirror or {}
     tasks = [t for t in net.tasks if task_head(t).calibrated]
     outs: dict[str, list[np.ndarray]] = {t.name: [] for t in tasks}
     net = net.to(device).eval()
@@ -182,7 +185,9 @@ def collect_logits(net, sets: Sequence, batch: int, device: str, flip_tta: bool
                 views = [chips, chips.flip(2)] if flip_tta else [chips]  # NHWC: dim 2 is the width
                 raw = [net(v) for v in views]
                 for t in tasks:
-                    outs[t.name].append(torch.stack([r[t.name] for r in raw]).float().cpu().numpy())
+                    views_out = [r[t.name] if i == 0 or t.name not in mirror else r[t.name][:, list(mirror[t.name])]
+                                 for i, r in enumerate(raw)]
+                    outs[t.name].append(torch.stack(views_out).float().cpu().numpy())
     logits = {name: np.concatenate(parts, axis=1) for name, parts in outs.items()}
     targets = {t.name: np.concatenate([ds.targets[t.name] for ds in sets]) for t in tasks}
     return logits, targets
@@ -228,7 +233,9 @@ def calibrate(ckpt_path: Path, data: str | None = None, chips: str | None = None
     dev = choose_device(device)
     log(f"{n_chips} validation chips ({', '.join(str(len(ds)) for ds in sets)} per part) through the net on {dev}"
         + (", with their mirror images (flip TTA)" if flip_tta else ""))
-    logits, targets = collect_logits(net, sets, batch, dev, flip_tta)
+    from training.datasets import label_mirrors
+
+    logits, targets = collect_logits(net, sets, batch, dev, flip_tta, label_mirrors(cfg.data.dataset))
     tasks, uncalibrated = {}, {}
     for t in net.tasks:
         if not task_head(t).calibrated:

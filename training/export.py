@@ -72,15 +72,20 @@ class ExportWrapper(nn.Module):
     ``flip_tta``: the graph runs the chip and its mirror image as one batch of 2N and averages
     the two contract outputs (probabilities, distributions, values) per task; the inputs and
     outputs stay the same, so the engine loads it unchanged. Landmarks are never averaged
-    (a mirrored face's points are not the same points).
+    (a mirrored face's points are not the same points); a task whose labels swap sides
+    (``mirror``: head pose) has its mirrored view's columns permuted before the average.
     """
 
-    def __init__(self, net: nn.Module, flip_tta: bool = False, temperatures: Mapping[str, float] | None = None):
+    def __init__(self, net: nn.Module, flip_tta: bool = False, temperatures: Mapping[str, float] | None = None,
+                 mirror: Mapping[str, Sequence[int]] | None = None):
         super().__init__()
         self.net = net
         self.tasks: tuple[TaskSpec, ...] = tuple(net.tasks)
         self.flip_tta = bool(flip_tta) and all(task_head(t).flip_invariant for t in self.tasks)
         self.temperatures = check_temperatures(self.tasks, temperatures or {})
+        # a task whose labels swap sides in a mirror image (head pose): the mirrored view's
+        # probability of label k is the original's of mirror[k]
+        self.mirror = {k: list(v) for k, v in (mirror or {}).items()}
 
     def _output(self, task: TaskSpec, y: torch.Tensor) -> torch.Tensor:
         return task_head(task).export_output(task, y, self.temperatures.get(task.name))
@@ -94,7 +99,8 @@ class ExportWrapper(nn.Module):
         outs = []
         for t in self.tasks:
             y = self._output(t, raw[t.name])
-            outs.append((y[:n] + y[n:]) * 0.5)
+            mirrored = y[n:][:, self.mirror[t.name]] if t.name in self.mirror else y[n:]
+            outs.append((y[:n] + mirrored) * 0.5)
         return tuple(outs)
 
 
@@ -288,7 +294,11 @@ def export(ckpt_path: Path, out: Path, metrics_path: Path | None = None, name: s
             metrics = summary_metrics(json.loads(Path(metrics_path).read_text()))
         except (OSError, ValueError, AttributeError) as e:
             raise ExportError(f"{metrics_path}: cannot read evaluate metrics ({e})") from e
-    wrapper = ExportWrapper(net, flip_tta, calibration.temperatures if calibration else None).eval()
+    from training.datasets import label_mirrors
+
+    dataset = str(((ckpt.get("config") or {}).get("data") or {}).get("dataset") or "")
+    wrapper = ExportWrapper(net, flip_tta, calibration.temperatures if calibration else None,
+                            label_mirrors(dataset)).eval()
     spec = build_spec(net, ckpt, name, metrics, wrapper.flip_tta, calibration)
     notes = []
     if calibration is not None and calibration.flip_tta != wrapper.flip_tta:

@@ -31,7 +31,7 @@ from training.checkpoint import CheckpointError, git_commit, load_checkpoint, sa
 from training.chip_dataset import ChipDataset
 from training.chips import ChipCache
 from training.config import Config, ConfigError, config_from_dict, load_config
-from training.datasets import load_parts, union_tasks
+from training.datasets import load_parts, mirror_maps, union_tasks
 from training.freeze import FrozenParts
 from training.losses import LossConfigError, create_losses
 from training.loop import (Dist, FitError, TrainStep, choose_precision, metric_name, metric_sum, setup_dist,  # noqa: F401
@@ -63,8 +63,15 @@ def model_tasks(cfg: Config, data_tasks: tuple[TaskSpec, ...]) -> tuple[TaskSpec
     return tuple(as_kind(by_name[n], cfg.model.age_kind) if n == "age" else by_name[n] for n in names)
 
 
-def load_datasets(cfg: Config, max_samples: int | None, log
-                  ) -> tuple[list[ChipDataset], list[ChipDataset], tuple[TaskSpec, ...]]:
+@dataclass(frozen=True)
+class Datasets:
+    train: list[ChipDataset]  # one per part of data.dataset
+    valid: list[ChipDataset]
+    tasks: tuple[TaskSpec, ...]
+    mirror: dict[str, tuple[int, ...]]  # task -> its labels under a horizontal flip (head pose)
+
+
+def load_datasets(cfg: Config, max_samples: int | None, log) -> Datasets:
     """Train and valid chip datasets, one per part of ``data.dataset`` (training/datasets.py)."""
     parts = load_parts(cfg)
     for part in parts:
@@ -86,7 +93,7 @@ def load_datasets(cfg: Config, max_samples: int | None, log
             sets.append(ds)
     if sum(len(ds) for ds in valid_sets) == 0:
         raise FitError(f"{cfg.data.dataset}: the validation split has no samples with a chip")
-    return train_sets, valid_sets, tasks
+    return Datasets(train_sets, valid_sets, tasks, mirror_maps(parts))
 
 
 def init_weights(net: MultiTaskNet, path: str, log) -> None:
@@ -150,7 +157,8 @@ class FitResult:
 def fit(cfg: Config, out: Path, resume_from: dict | None, dist: Dist, max_samples: int | None = None) -> FitResult:
     log = print if dist.main else (lambda *a, **k: None)
     seed_everything(cfg.seed)
-    train_sets, valid_sets, tasks = load_datasets(cfg, max_samples, log)
+    data = load_datasets(cfg, max_samples, log)
+    train_sets, valid_sets, tasks = data.train, data.valid, data.tasks
 
     net = build_net(cfg, tasks, pretrained=resume_from is None, dist=dist)
     if resume_from is not None:  # before the stem cache, whose key hashes the frozen weights
@@ -170,7 +178,10 @@ def fit(cfg: Config, out: Path, resume_from: dict | None, dist: Dist, max_sample
         log(f"resumed from {out / 'last.pt'} after epoch {state.epoch}")
     precision = choose_precision(cfg.speed, dist.device)
     losses = create_losses(cfg.loss, tasks)
-    augment = None if stem_n else create_augmenter(cfg.augment, flip=cfg.data.flip)
+    if stem_n and cfg.data.flip and data.mirror:
+        raise FitError(f"speed.cache_stem's mirrored views cannot mirror the labels of {', '.join(data.mirror)}; "
+                       "turn cache_stem off (or data.flip)")
+    augment = None if stem_n else create_augmenter(cfg.augment, flip=cfg.data.flip, mirror=data.mirror)
     log(f"train {len(train)}, valid {len(valid)} | {torch.get_num_threads()} threads, {precision.note}"
         f"{', channels_last' if cfg.speed.channels_last else ''} | augment: {', '.join(augment.names) if augment else 'stem cache views'}"
         f" | schedule {cfg.optim.schedule}{f', EMA {cfg.optim.ema}' if state.ema else ''}")

@@ -149,7 +149,7 @@ def train_one_epoch(model: nn.Module, step: TrainStep, state, batches: Iterable,
     for i, batch in enumerate(batches, start=1):
         inputs, targets = to_device(batch, dist.device)
         if augment is not None:
-            inputs = augment(inputs)
+            inputs, targets = augment(inputs, targets)
         objective, losses, weights = model(inputs, targets, active)
         state.optimizer.zero_grad(set_to_none=True)
         objective.backward()

@@ -30,6 +30,9 @@ TRAIN_LIST, TEST_LIST = "training.txt", "testing.txt"
 VALID_SPLIT_FILE = "mtfl_valid10.csv"
 VALID_SHARE = 0.1
 POSES = ("left profile", "left", "frontal", "right", "right profile")
+# Under a horizontal flip a left pose becomes a right one: the label each pose takes when the
+# chip is mirrored (training's flip augmentation mirrors the target with it).
+MIRRORED_LABELS = {"pose": (4, 3, 2, 1, 0)}
 MTFL_TASKS = (
     TaskSpec(name="gender", kind="binary", labels=("male", "female")),
     TaskSpec(name="smile", kind="binary", labels=("not smiling", "smiling")),

@@ -93,3 +93,21 @@ def test_webcam_degradations_do_what_they_name():
     hidden = create_augmenter(AugmentConfig(occlude=1.0))(chips)
     changed = (hidden != chips.float()).any(dim=3).float().mean(dim=(1, 2))  # share of pixels per chip
     assert (changed > 0.0).all() and (changed < 0.35 * 0.35 + 0.01).all()
+
+
+def test_a_flip_mirrors_the_labels_that_swap_sides_and_leaves_the_others():
+    torch.manual_seed(0)
+    chips = blob_chips(64, 40.5, 74.5)  # a blob left of centre: a flipped chip has it on the right
+    nan = float("nan")
+    pose = torch.tensor([float(i % 5) if i % 7 else nan for i in range(64)])
+    gender = torch.tensor([float(i % 2) for i in range(64)])
+    out, targets = create_augmenter(AugmentConfig(), flip=True, mirror={"pose": (4, 3, 2, 1, 0)})(
+        chips, {"pose": pose, "gender": gender})
+    flipped = centroids(out)[:, 0] > 74.5
+    assert 10 < int(flipped.sum()) < 54  # both kinds of row are present
+    known = torch.isfinite(pose)
+    assert torch.equal(targets["pose"][flipped & known], 4 - pose[flipped & known])
+    assert torch.equal(targets["pose"][~flipped & known], pose[~flipped & known])
+    assert torch.isnan(targets["pose"][~known]).all()
+    assert torch.equal(targets["gender"], gender)  # gender does not swap sides
+    assert torch.isnan(pose[~known]).all() and pose[known].max() == 4  # the input targets are not changed

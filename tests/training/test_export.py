@@ -198,3 +198,22 @@ def test_calibration_fitted_for_another_graph_or_task_is_caught(ckpt, chips_dir,
     flip = write_calibration(tmp_path / "e.json", {"gender": 1.2}, flip_tta=True)
     assert main(base + [str(flip)]) == 0
     assert "note: the temperatures were fitted with flip TTA and this graph runs without it" in capsys.readouterr().out
+
+
+def test_flip_tta_reads_a_mirrored_views_pose_on_the_other_side():
+    from engine.modelspec import TaskSpec
+    from tests.training.training_fixtures import TinyBackbone
+    from training.model import MultiTaskNet
+
+    torch.manual_seed(0)
+    pose = TaskSpec(name="pose", kind="multiclass", labels=("left profile", "left", "frontal", "right", "right profile"))
+    net = MultiTaskNet(TinyBackbone(), (pose,), shared_dims=(8,), head_dim=6, dropout=0.0).eval()
+    chips = torch.randint(0, 255, (3, 150, 150, 3), dtype=torch.uint8)
+    with torch.no_grad():
+        p = torch.softmax(net(chips)["pose"], dim=1)
+        p_mirror = torch.softmax(net(chips.flip(2))["pose"], dim=1)
+        (plain,) = ExportWrapper(net, flip_tta=True)(chips)
+        (mirrored,) = ExportWrapper(net, flip_tta=True, mirror={"pose": (4, 3, 2, 1, 0)})(chips)
+    torch.testing.assert_close(plain, (p + p_mirror) / 2)
+    # the mirror image's "left" is the face's "right": its columns are read reversed
+    torch.testing.assert_close(mirrored, (p + p_mirror.flip(1)) / 2)
