@@ -2,7 +2,7 @@
 
     python -m training.model_card runs/m/eval/utk_full runs/m/eval/coral runs/m/eval/mtfl \\
         --calibration runs/m/calibration.json --peers runs/m/eval/peers/peers.md \\
-        --compare runs/_thesis_coral/metrics.json --trained-on utkface mtfl -o assets/models/MODEL_CARD.md
+        --compare runs/_thesis_coral/metrics.json --trained-on utkface mtfl -o assets/models/faceattr-allages.md
 
 Every table is made from the numbers in the files given (nothing typed by hand), and each
 section names the command that produced its numbers (metrics.json's ``command``). A

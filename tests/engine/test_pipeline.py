@@ -312,3 +312,25 @@ def test_default_model_labels_the_astronaut(default_model_path, astronaut_bgr):
         assert labels["race"] == "white"
     if "age" in result.faces.tasks:
         assert 25 <= float(result.faces.tasks["age"].value[0]) <= 60
+
+
+def test_the_default_model_gives_every_task_of_one_network_and_the_age_with_its_spread(default_model_path,
+                                                                                       astronaut_bgr):
+    """The all-ages model: gender, race, age (a distribution: value and spread), smile,
+    glasses and head pose from one forward pass, labelled and written like any task."""
+    from engine.records import face_records, task_columns
+
+    pipe = Pipeline.create(PipelineConfig(default_model_path, backend="cpu"))
+    assert [t.name for t in pipe.spec.tasks] == ["gender", "race", "age", "smile", "glasses", "pose"]
+    result = pipe.process(Frame(astronaut_bgr, 0, 0.0, "astronaut"))
+    age = result.faces.tasks["age"]
+    assert age.spread is not None and 0 < float(age.spread[0]) < 15
+    assert "±" in age.text(0) and age.text(0).endswith(" y")
+    labels = result.faces.labels(0)
+    assert labels["smile"].startswith(("smiling", "not smiling")), labels
+    assert labels["glasses"].startswith(("glasses", "no glasses")), labels
+    assert labels["pose"].endswith("%") and labels["pose"].split(" ")[0] in ("frontal", "left", "right"), labels
+    record = face_records(result, pipe.spec)[0]
+    assert list(record)[6:] == task_columns(pipe.spec)
+    assert {"age_spread", "smile", "smile_confidence", "glasses", "pose", "pose_confidence"} <= set(record)
+    assert record["pose"] == "frontal" and record["glasses"] == "no glasses"  # a frontal NASA portrait
