@@ -24,13 +24,11 @@ import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-import cv2
 
-from benchmarks.common import LoadWatch, median
+from benchmarks.common import LoadWatch, clip_video, median
 from engine.annotate import annotate_file
 from engine.model import FaceAttrModel
 from engine.pipeline import Pipeline, PipelineConfig
-from engine.write import VideoWriter
 
 TARGET_FPS = 55.0  # issue 12: batch annotation, 640x480 sample, detection every frame
 TARGET_RATIO = 1.8  # issue 12: >= 1.8x the single-threaded path on 2 cores
@@ -56,17 +54,8 @@ BASELINE = MODES[0].name
 
 def _clip(video: Path, folder: Path, max_frames: int) -> Path:
     """The first ``max_frames`` frames of ``video`` (a --quick run)."""
-    cap = cv2.VideoCapture(str(video))
-    size = (int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)))
-    path = folder / "clip.mp4"
-    with VideoWriter(path, 30.0, size) as w:
-        for _ in range(max_frames):
-            ok, image = cap.read()
-            if not ok:
-                break
-            w.write(image)
-    cap.release()
-    return path
+    folder.mkdir(parents=True, exist_ok=True)
+    return clip_video(video, folder / "clip.mp4", max_frames)
 
 
 def measure_annotation_modes(model_path: Path, video: Path, max_frames: int | None = None, repeats: int = 2,

@@ -234,6 +234,22 @@ def face_crops(limit: int = 12) -> tuple[list[np.ndarray], str]:
     return crops, source
 
 
+def clip_video(video: Path, out: Path, max_frames: int) -> Path:
+    """The first ``max_frames`` frames of ``video`` written to ``out`` (a --quick run's input)."""
+    from engine.write import VideoWriter
+
+    cap = cv2.VideoCapture(str(video))
+    size = (int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)))
+    with VideoWriter(out, 30.0, size) as w:
+        for _ in range(max_frames):
+            ok, image = cap.read()
+            if not ok:
+                break
+            w.write(image)
+    cap.release()
+    return out
+
+
 def background_bgr(size_wh: tuple[int, int], seed: int = 0) -> np.ndarray:
     """A smooth, lightly textured background (a plain one would flatter the detector)."""
     w, h = size_wh

@@ -24,7 +24,7 @@ from typing import Iterator
 import cv2
 import numpy as np
 
-from benchmarks.common import LoadWatch, median, percentile
+from benchmarks.common import LoadWatch, clip_video, median, percentile
 from engine.annotate import annotate_file
 from engine.pipeline import Pipeline, PipelineConfig
 from engine.render import Renderer
@@ -231,15 +231,7 @@ def measure_annotation(model_path: Path, video: Path, max_frames: int | None = N
     with tempfile.TemporaryDirectory(prefix="faceattr-bench-annot-") as tmp:
         src = Path(video)
         if max_frames is not None:  # a shorter copy of the file, for --quick
-            src = Path(tmp) / "clip.mp4"
-            cap = cv2.VideoCapture(str(video))
-            with VideoWriter(src, 30.0, config_size(video)) as w:
-                for _ in range(max_frames):
-                    ok, image = cap.read()
-                    if not ok:
-                        break
-                    w.write(image)
-            cap.release()
+            src = clip_video(Path(video), Path(tmp) / "clip.mp4", max_frames)
         t0 = time.perf_counter()
         cap = cv2.VideoCapture(str(src))
         frames = 0
