@@ -89,5 +89,8 @@ def info_main(argv: list[str], out: TextIO | None = None, err: TextIO | None = N
 
 def _task_line(task) -> str:
     d = {k: v for k, v in asdict(task).items() if v not in ((), "", None, 0) and k not in ("name", "kind")}
+    if len(d.get("bins", ())) > 8:  # a distribution over many bins: its range, not every bin
+        bins = d["bins"]
+        d["bins"] = f"{len(bins)} bins {bins[0]:g}–{bins[-1]:g}"
     details = ", ".join(f"{k}={list(v) if isinstance(v, tuple) else v}" for k, v in d.items())
     return f"{task.name} ({task.kind}{': ' + details if details else ''})"

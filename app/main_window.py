@@ -352,7 +352,7 @@ class MainWindow(PlaybackMixin, OutputsMixin, QMainWindow):
         self.stats.add(shown.result.timings_ms, shown.result.dropped_frames + shown.display_skipped,
                        time.monotonic())
         self._update_stats()
-        if first or self._run.worker.paused:
+        if first or (self._run is not None and self._run.worker.paused):  # the run may have ended while showing
             self._sync_controls()
 
     def _update_stats(self, force: bool = False) -> None:
