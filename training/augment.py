@@ -49,8 +49,14 @@ def _uniform(n: int, lo: float, hi: float, like: torch.Tensor) -> torch.Tensor:
 
 @register_augment("flip", lambda c, flip: flip)
 def flip(x: torch.Tensor, cfg: AugmentConfig) -> torch.Tensor:
-    mirror = torch.rand(len(x), device=x.device) < 0.5
-    return torch.where(mirror.view(-1, 1, 1, 1), x.flip(3), x)
+    return flip_with_mask(x)[0]
+
+
+def flip_with_mask(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each chip mirrored left-right with probability 0.5; also returns which were (the
+    Augmenter mirrors their side-swapping labels with them)."""
+    flipped = torch.rand(len(x), device=x.device) < 0.5
+    return torch.where(flipped.view(-1, 1, 1, 1), x.flip(3), x), flipped
 
 
 @register_augment("affine", lambda c, flip: c.scale > 0 or c.rotate > 0 or c.shift > 0)
@@ -196,9 +202,8 @@ class Augmenter:
             return chips if targets is None else (chips, targets)
         x = chips.permute(0, 3, 1, 2).float()
         for name, fn in zip(self.names, self.fns):
-            if name == "flip":  # drawn here so the labels can follow the chips
-                flipped = torch.rand(len(x), device=x.device) < 0.5
-                x = torch.where(flipped.view(-1, 1, 1, 1), x.flip(3), x)
+            if name == "flip":  # the one step that may change labels
+                x, flipped = flip_with_mask(x)
                 if targets is not None and self.mirror:
                     targets = mirror_targets(targets, flipped, self.mirror)
             else:

@@ -13,9 +13,9 @@ losses and metrics: partial labels).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Mapping
+from typing import Callable
 
 from engine.modelspec import TaskSpec
 from training.chips import ChipCache
@@ -30,7 +30,6 @@ class Part:
     name: str
     splits: Splits
     cache: ChipCache
-    mirror: Mapping[str, tuple[int, ...]] = field(default_factory=dict)  # task -> its labels under a horizontal flip
 
 
 Loader = Callable[[Config, bool], Part]  # (config, joined with others) -> Part
@@ -80,7 +79,7 @@ def _mtfl(cfg: Config, joined: bool) -> Part:
     chips = cfg.data.mtfl_chips if joined else cfg.data.chips_dir
     _need(root, "no MTFL folder given: pass --mtfl DIR (the MTFL/ folder of nieag/deepl18_project at b5a14242)")
     _need(chips, "no MTFL chip cache given: pass --mtfl-chips DIR (build it with `python -m training.mtfl_chips MTFL --out DIR`)")
-    return Part("mtfl", load_mtfl(Path(root), _splits_dir(cfg)), ChipCache.open(chips), label_mirrors("mtfl"))
+    return Part("mtfl", load_mtfl(Path(root), _splits_dir(cfg)), ChipCache.open(chips))
 
 
 def load_parts(cfg: Config) -> list[Part]:
@@ -92,24 +91,14 @@ def load_parts(cfg: Config) -> list[Part]:
 
 
 def label_mirrors(dataset: str) -> dict[str, tuple[int, ...]]:
-    """The label mirrors of the datasets named by ``data.dataset`` (without loading them): what
-    export and calibration need to average a chip with its mirror image (flip TTA)."""
+    """Task -> its labels under a horizontal flip, for the datasets named by ``data.dataset``
+    (head pose: left <-> right): training's flip, export's and calibration's flip TTA."""
     from training.mtfl import MIRRORED_LABELS
 
     known = {"mtfl": MIRRORED_LABELS}
     out: dict[str, tuple[int, ...]] = {}
     for name in dataset.split("+"):
         out.update(known.get(name, {}))
-    return out
-
-
-def mirror_maps(parts: list[Part]) -> dict[str, tuple[int, ...]]:
-    """Every part's label mirrors (a task's labels under a horizontal flip); they must agree."""
-    out: dict[str, tuple[int, ...]] = {}
-    for part in parts:
-        for name, perm in part.mirror.items():
-            if out.setdefault(name, tuple(perm)) != tuple(perm):
-                raise DataError(f"task '{name}': the joined datasets mirror its labels differently")
     return out
 
 

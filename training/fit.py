@@ -29,9 +29,8 @@ from training.augment import create_augmenter
 from training.batches import MemorySplit
 from training.checkpoint import CheckpointError, git_commit, load_checkpoint, save_checkpoint
 from training.chip_dataset import ChipDataset
-from training.chips import ChipCache
 from training.config import Config, ConfigError, config_from_dict, load_config
-from training.datasets import load_parts, mirror_maps, union_tasks
+from training.datasets import label_mirrors, load_parts, union_tasks
 from training.freeze import FrozenParts
 from training.losses import LossConfigError, create_losses
 from training.loop import (Dist, FitError, TrainStep, choose_precision, metric_name, metric_sum, setup_dist,  # noqa: F401
@@ -93,7 +92,7 @@ def load_datasets(cfg: Config, max_samples: int | None, log) -> Datasets:
             sets.append(ds)
     if sum(len(ds) for ds in valid_sets) == 0:
         raise FitError(f"{cfg.data.dataset}: the validation split has no samples with a chip")
-    return Datasets(train_sets, valid_sets, tasks, mirror_maps(parts))
+    return Datasets(train_sets, valid_sets, tasks, label_mirrors(cfg.data.dataset))
 
 
 def init_weights(net: MultiTaskNet, path: str, log) -> None:
