@@ -76,35 +76,36 @@ def build_mtfl_cache(root: Path, out: Path, progress: bool = True) -> dict[str, 
     # web images (250 and 400 px) hold faces of 100 px and more, searched at their own size.
     small, large = create_detector("hog", min_face=DEFAULT_MIN_FACE), create_detector("hog", min_face=LARGE_MIN_FACE)
     aligner = Aligner.create()
-    boxes: list[np.ndarray | None] = []
-    images_ok: list[bool] = []
-    for row in tqdm(rows, desc="detect MTFL", unit="img", disable=not progress):
-        image = cv2.imread(str(root / row.file), cv2.IMREAD_COLOR)
-        images_ok.append(image is not None)
-        detector = small if image is None or min(image.shape[:2]) < LARGE_IMAGE else large
-        faces = detector(image, pad=STILL_PAD) if image is not None else Faces()
-        i = pick_face(faces, row.landmarks_xy) if len(faces) else None
-        boxes.append(None if i is None else faces.xyxy[i])
-    geometry = box_geometry([(b, r.landmarks_xy) for b, r in zip(boxes, rows) if b is not None])
-
     out.mkdir(parents=True, exist_ok=True)
     chips = np.lib.format.open_memmap(out / "chips.npy", mode="w+", dtype=np.uint8,
                                       shape=(len(rows), CHIP_SIZE, CHIP_SIZE, 3))
-    index = []
-    for n, (row, box, ok) in enumerate(tqdm(list(zip(rows, boxes, images_ok)), desc="align MTFL", unit="img",
-                                           disable=not progress)):
-        if not ok:
+
+    def align(n: int, image: np.ndarray, box: np.ndarray) -> None:
+        chips[n] = aligner(image, Faces.from_boxes(box[None], np.ones(1, np.float32)))[1][0]
+
+    # Pass 1: detect and align every face the detector finds (each image read once).
+    index: list[tuple[str, int, str, str]] = []
+    found_boxes: list[tuple[np.ndarray, np.ndarray]] = []
+    for n, row in enumerate(tqdm(rows, desc="chips MTFL", unit="img", disable=not progress)):
+        image = cv2.imread(str(root / row.file), cv2.IMREAD_COLOR)
+        if image is None:
             index.append((row.file, -1, UNREADABLE, ""))
             continue
-        found = "detector" if box is not None else "landmarks"
-        if box is None:
-            box = box_from_landmarks(row.landmarks_xy, geometry)
-        image = cv2.imread(str(root / row.file), cv2.IMREAD_COLOR)
-        _, chip = aligner(image, Faces.from_boxes(box[None], np.ones(1, np.float32)))
-        chips[n] = chip[0]
-        index.append((row.file, n, OK, found))
+        detector = small if min(image.shape[:2]) < LARGE_IMAGE else large
+        faces = detector(image, pad=STILL_PAD)
+        i = pick_face(faces, row.landmarks_xy) if len(faces) else None
+        if i is None:
+            index.append((row.file, n, OK, "landmarks"))  # placed in pass 2
+            continue
+        align(n, image, faces.xyxy[i])
+        found_boxes.append((faces.xyxy[i], row.landmarks_xy))
+        index.append((row.file, n, OK, "detector"))
+    # Pass 2: the rest, in a box placed from their landmarks with the detected faces' geometry.
+    geometry = box_geometry(found_boxes)
+    for (file, n, status, how), row in zip(index, rows):
+        if how == "landmarks":
+            align(n, cv2.imread(str(root / row.file), cv2.IMREAD_COLOR), box_from_landmarks(row.landmarks_xy, geometry))
     chips.flush()
-    del chips
     with (out / "index.csv").open("w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["file", "row", "status", "found"])
