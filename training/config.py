@@ -6,6 +6,10 @@ the top-level keys ``name``, ``seed``, ``out_dir``; every key is optional (the d
 are the thesis setup, seeds/003 §3.6) and any key not listed here is an error that names
 it. ``load_config("utkface_thesis")`` reads ``training/configs/utkface_thesis.toml``; a path
 works too. Field meanings are in training/README.md.
+
+An overlay (``training/configs/overlays/NAME.toml``, ``fit --overlay NAME``) is a partial config
+put over a preset: the cheaper recipe the ablation tables use on a 2-core CPU is one
+(``quick``), so the tables' presets stay the thesis's own and the cheaper rows say so.
 """
 from __future__ import annotations
 
@@ -14,9 +18,10 @@ import importlib
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 PRESETS_DIR = Path(__file__).resolve().parent / "configs"
+OVERLAYS_DIR = PRESETS_DIR / "overlays"  # partial configs put over a preset (fit --overlay)
 
 
 class ConfigError(ValueError):
@@ -61,6 +66,7 @@ class OptimConfig:
     warmup_epochs: float = 0.0  # linear warm-up from ~0 to lr over this many epochs (cosine)
     min_lr_ratio: float = 0.0  # cosine: the last step's lr as a share of lr
     backbone_lr_mult: float = 1.0  # the backbone's lr = lr x this (shared layers and heads: lr)
+    precise_bn_batches: int = 0  # >0: BatchNorm statistics recomputed over this many clean training batches before each validation
     ema: float = 0.0  # decay of an exponential moving average of the weights; 0 = off. On: the EMA
     #                   weights are validated and saved as model_state (what export and evaluate use)
 
@@ -216,17 +222,53 @@ def resolve_config_path(name_or_path: str | Path) -> Path:
     return PRESETS_DIR / f"{name_or_path}.toml"
 
 
-def load_config(name_or_path: str | Path) -> Config:
+def _read_toml(path: Path) -> dict:
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path}: not valid TOML ({e})") from e
+
+
+def resolve_overlay_path(name_or_path: str | Path) -> Path:
+    """An overlay name (``quick``: training/configs/overlays/quick.toml) or a path to a .toml file."""
+    p = Path(name_or_path)
+    return p if p.suffix == ".toml" or p.exists() else OVERLAYS_DIR / f"{name_or_path}.toml"
+
+
+def overlay(raw: dict, over: Mapping[str, Any], source: str) -> dict:
+    """``raw`` with ``over``'s keys put over it, section by section (a key an overlay sets wins;
+    every other key of the preset stays). The name and seed of the preset are kept."""
+    merged = {k: (dict(v) if isinstance(v, dict) else v) for k, v in raw.items()}
+    for key, value in over.items():
+        if key in ("name", "seed"):
+            raise ConfigError(f"{source}: an overlay cannot set '{key}' (it belongs to the preset)")
+        if isinstance(value, dict):
+            merged[key] = {**merged.get(key, {}), **value}
+        else:
+            merged[key] = value
+    return merged
+
+
+def load_config(name_or_path: str | Path, overlays: Sequence[str | Path] = ()) -> Config:
+    """A preset (or .toml file), with each overlay's keys put over it in order (see ``overlay``)."""
     path = resolve_config_path(name_or_path)
     if not path.is_file():
         presets = ", ".join(sorted(p.stem for p in PRESETS_DIR.glob("*.toml")))
         raise ConfigError(f"{name_or_path}: no such config file or preset (presets: {presets})")
-    try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"{path}: not valid TOML ({e})") from e
-    cfg = config_from_dict(raw, source=path.name)
+    raw = _read_toml(path)
+    for name in overlays:
+        over_path = resolve_overlay_path(name)
+        if not over_path.is_file():
+            known = ", ".join(list_overlays()) or "none"
+            raise ConfigError(f"{name}: no such overlay file or name (overlays: {known})")
+        raw = overlay(raw, _read_toml(over_path), over_path.name)
+    source = path.name + "".join(f" + {resolve_overlay_path(o).name}" for o in overlays)
+    cfg = config_from_dict(raw, source=source)
     return cfg if "name" in raw else dataclasses.replace(cfg, name=path.stem)
+
+
+def list_overlays() -> list[str]:
+    return sorted(p.stem for p in OVERLAYS_DIR.glob("*.toml"))
 
 
 def list_presets() -> list[str]:

@@ -33,8 +33,8 @@ from training.config import Config, ConfigError, config_from_dict, load_config
 from training.datasets import label_mirrors, load_parts, union_tasks
 from training.freeze import FrozenParts
 from training.losses import LossConfigError, create_losses
-from training.loop import (Dist, FitError, TrainStep, choose_precision, metric_name, metric_sum, setup_dist,  # noqa: F401
-                           train_one_epoch, validate, wrap)
+from training.loop import (Dist, FitError, TrainStep, choose_precision, metric_name, metric_sum,  # noqa: F401
+                           recompute_bn_stats, setup_dist, train_one_epoch, validate, wrap)
 from training.model import MultiTaskNet
 from training.runlog import plot_curves, write_log_csv
 from training.samples import DataError
@@ -131,7 +131,8 @@ def stem_split(cfg: Config, net: MultiTaskNet, ds: ChipDataset, n: int, split: s
         build_stem_cache(net, ds, n, path, flip, batch_size=cfg.optim.batch_size, device=dist.device)
     if dist.world > 1:
         tdist.barrier()
-    return MemorySplit.from_stems(StemDataset.open(path, flip), random_view=flip)
+    targets = {k: torch.from_numpy(np.asarray(v, np.float32)) for k, v in ds.targets.items()}
+    return MemorySplit.from_stems(StemDataset.open(path, targets, flip), random_view=flip)
 
 
 def memory_splits(cfg: Config, net: MultiTaskNet, train_sets: list[ChipDataset], valid_sets: list[ChipDataset],
@@ -192,6 +193,9 @@ def fit(cfg: Config, out: Path, resume_from: dict | None, dist: Dist, max_sample
         epoch, t0, lr = state.epoch + 1, time.time(), state.lr
         train_batches = train.train_batches(batch, cfg.seed, epoch, dist.rank, dist.world)
         train_loss, weights = train_one_epoch(model, step, state, train_batches, augment, dist)
+        if cfg.optim.precise_bn_batches:
+            recompute_bn_stats(state.eval_net, stem_n, train.train_batches(batch, cfg.seed, 100_000 + epoch, dist.rank,
+                                                                           dist.world), cfg.optim.precise_bn_batches, dist)
         valid_batches = valid.eval_batches(batch, dist.rank, dist.world)
         val_loss, metrics = validate(state.eval_net, stem_n, valid_batches, losses, dist)
         if state.score(epoch, val_loss, metrics) and dist.main:
@@ -233,6 +237,9 @@ def parse_args(argv):
     p.add_argument("--chips", help="chip cache folder of that dataset; overrides data.chips_dir")
     p.add_argument("--mtfl", help="utkface+mtfl: the MTFL folder; overrides data.mtfl_dir")
     p.add_argument("--mtfl-chips", help="utkface+mtfl: MTFL's chip cache; overrides data.mtfl_chips")
+    p.add_argument("--overlay", action="append", default=[], metavar="NAME",
+                   help="a partial config put over --config's (training/configs/overlays/NAME.toml or a "
+                        ".toml path); repeatable, later ones win")
     p.add_argument("--out", type=Path, help="run folder (default: out_dir/name from the config)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last.pt")
     p.add_argument("--epochs", type=int, help="train up to this epoch (overrides optim.epochs)")
@@ -247,7 +254,7 @@ def run_config(args, resume_from: dict | None) -> Config:
     if resume_from is not None:
         cfg = config_from_dict(resume_from["config"], source="checkpoint")
     elif args.config:
-        cfg = load_config(args.config)
+        cfg = load_config(args.config, args.overlay)
     else:
         raise FitError("--config is needed (a preset name or a .toml file), unless --resume")
     data = dataclasses.replace(cfg.data, image_dir=args.data or cfg.data.image_dir,
@@ -264,8 +271,10 @@ def record_command(out: Path, cfg: Config, argv: list[str] | None, resumed: bool
     """run.json: the preset, seed and every command line that built this run (training.results reads it)."""
     path = out / "run.json"
     info = json.loads(path.read_text()) if resumed and path.is_file() else {"commands": []}
-    info.update({"config": cfg.name, "seed": cfg.seed, "epochs": cfg.optim.epochs})
     args = sys.argv[1:] if argv is None else list(argv)
+    info.update({"config": cfg.name, "seed": cfg.seed, "epochs": cfg.optim.epochs})
+    if not resumed:
+        info["overlays"] = [Path(o).stem for o in parse_args(args).overlay]
     info["commands"].append({"command": "python -m training.fit " + " ".join(args), "git_commit": git_commit(),
                              "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
     path.write_text(json.dumps(info, indent=1))
@@ -274,7 +283,9 @@ def record_command(out: Path, cfg: Config, argv: list[str] | None, resumed: bool
 def run(argv: list[str] | None = None) -> FitResult:
     """The command line's work (raises FitError, ConfigError, DataError, FileNotFoundError)."""
     args = parse_args(argv)
-    preset = load_config(args.config) if args.config and not args.resume else None
+    if args.resume and args.overlay:
+        raise FitError("--overlay does not go with --resume (the run keeps the config in its last.pt)")
+    preset = load_config(args.config, args.overlay) if args.config and not args.resume else None
     out = args.out or (Path(preset.out_dir) / preset.name if preset else None)
     if out is None:
         raise FitError("--out is needed with --resume (the run folder holding last.pt)")

@@ -11,7 +11,10 @@ training.fit; for older runs, from ``last.pt``). Only the thesis's own figures (
 are typed here, as the reference. A row whose runs are missing says "not run yet" and
 gives the command that would make it.
 
-Run folder names: ``<preset>`` for the preset's own seed, ``<preset>_seed<k>`` for others.
+Run folder names: ``<preset>`` for the preset's own seed, ``<preset>_seed<k>`` for others, and
+``<preset>-quick`` for the preset under the cheaper recipe of ``training/configs/overlays/quick.toml``
+(``fit --overlay quick``). A row takes the full-recipe run when there is one, else the quick one,
+and then says so.
 """
 from __future__ import annotations
 
@@ -51,22 +54,22 @@ TABLES = (
         Row("Single Task baseline", (93.12, 80.79, 5.43), ("utkface_baseline",)),
         Row("Single Task Neural Network", (92.58, 80.97, 5.22),
             ("utkface_single_gender", "utkface_single_race", "utkface_single_age")),
-        Row("Proposed Multi-Task Learning Network (thesis recipe)", THESIS_MTL, ("utkface_thesis",)),
+        Row("Proposed Multi-Task Learning Network (thesis recipe)", THESIS_MTL, ("utkface_thesis",), seeds=(0, 1, 2)),
         Row("Proposed MTL network, stronger recipe (full fine-tuning, DLDL age, augmentation, cosine, EMA)",
             THESIS_MTL, ("utkface_thesis_v2",), seeds=(0, 1, 2)),
     )),
     Table("Table 5.3: Loss Weight Layer vs average loss", (
         Row("Average loss", (98.01, 87.56, 5.17), ("utkface_thesis_avgloss",)),
-        Row("Proposed weighted loss (Loss Weight Layer)", THESIS_MTL, ("utkface_thesis",)),
+        Row("Proposed weighted loss (Loss Weight Layer)", THESIS_MTL, ("utkface_thesis",), seeds=(0, 1, 2)),
     )),
     Table("Table 5.4: with and without Early Freeze", (
         Row("Early stopping of converged task (no Early Freeze)", (98.31, 86.58, 4.64), ("utkface_thesis_noef",)),
-        Row("Proposed Early Freeze", THESIS_MTL, ("utkface_thesis",)),
+        Row("Proposed Early Freeze", THESIS_MTL, ("utkface_thesis",), seeds=(0, 1, 2)),
     )),
     Table("Table 5.5: the Loss Weight Layer's λ", (
         Row("λ = 0.001", (98.31, 86.83, 4.76), ("utkface_thesis_lambda0001",)),
         Row("λ = 0.01", (98.39, 86.97, 4.74), ("utkface_thesis_lambda001",)),
-        Row("λ = 0.1", THESIS_MTL, ("utkface_thesis",)),
+        Row("λ = 0.1", THESIS_MTL, ("utkface_thesis",), seeds=(0, 1, 2)),
         Row("λ = 1", (98.23, 86.79, 4.82), ("utkface_thesis_lambda1",)),
     )),
 )
@@ -87,6 +90,8 @@ class Run:
     valid: dict  # metric -> value (accuracy 0..1, MAE years)
     test: dict | None  # split -> {metric: value}, from eval/metrics.json
     test_source: str = ""
+    eval_command: str = ""  # the evaluate command line that wrote eval/metrics.json
+    overlays: tuple[str, ...] = ()  # fit --overlay names (the cheaper recipes)
 
 
 def _float(v: str) -> float | None:
@@ -129,19 +134,21 @@ def read_run(folder: Path) -> Run | None:
     info = run_info(folder)
     best = min(rows, key=lambda r: float(r["val_total"]))
     valid = {m: _float(best.get(m)) for m in METRICS if _float(best.get(m)) is not None}
-    test, source = None, ""
+    test, source, eval_cmd = None, "", ""
     metrics_path = folder / "eval" / "metrics.json"
     if metrics_path.is_file():
         m = json.loads(metrics_path.read_text())
         test = {split: {k: block.get(k) for k in METRICS if block.get(k) is not None}
                 for split, block in m.get("splits", {}).items()}
         source = f"{m.get('runtime', '')}; {m.get('source', '')}"
+        eval_cmd = m.get("command", "")
     max_samples = info.get("max_samples")
     if max_samples is None:
         max_samples = next((_arg(c, "--max-samples") for c in info.get("commands", []) if "--max-samples" in c), None)
     return Run(folder.name, info.get("config", folder.name), int(info.get("seed", 0)), tuple(info.get("commands", ())),
                int(rows[-1]["epoch"]), int(info.get("epochs", 0)), int(max_samples) if max_samples else None,
-               statistics.mean(float(r["seconds"]) for r in rows), int(best["epoch"]), valid, test, source)
+               statistics.mean(float(r["seconds"]) for r in rows), int(best["epoch"]), valid, test, source,
+               eval_cmd, tuple(info.get("overlays", ())))
 
 
 def _arg(command: str, flag: str) -> str | None:
@@ -174,9 +181,12 @@ def seed_folder(preset: str, seed: int, preset_seed: int = 0) -> str:
     return preset if seed == preset_seed else f"{preset}_seed{seed}"
 
 
+QUICK = "quick"  # the overlay of the cheaper recipe, and the suffix of its run folders
+
+
 def fit_command(folder: str, preset: str, seed: int | None = None) -> str:
     return (f"python -m training.fit --config {preset} --data {DATA} --chips {CHIPS} --out runs/{folder}"
-            + (f" --seed {seed}" if seed else ""))
+            + (f" --seed {seed}" if seed else "") + (f" --overlay {QUICK}" if folder.endswith(f"-{QUICK}") else ""))
 
 
 def eval_command(folder: str) -> str:
@@ -185,11 +195,15 @@ def eval_command(folder: str) -> str:
 
 
 def row_runs(row: Row, runs: dict[str, Run]) -> list[tuple[str, str, int, Run | None]]:
-    """(folder, preset, seed, run or None) for every run the row asks for."""
+    """(folder, preset, seed, run or None) for every run the row asks for: the full recipe's
+    folders when any of them ran, else the quick recipe's (``<folder>-quick``), never a mix."""
     if row.seeds:
-        preset = row.runs[0]
-        return [(seed_folder(preset, s), preset, s, runs.get(seed_folder(preset, s))) for s in row.seeds]
-    return [(name, name, 0, runs.get(name)) for name in row.runs]
+        wanted = [(seed_folder(row.runs[0], s), row.runs[0], s) for s in row.seeds]
+    else:
+        wanted = [(name, name, 0) for name in row.runs]
+    full = [(f, preset, seed, runs.get(f)) for f, preset, seed in wanted]
+    quick = [(f"{f}-{QUICK}", preset, seed, runs.get(f"{f}-{QUICK}")) for f, preset, seed in wanted]
+    return quick if any(w[3] for w in quick) and not any(w[3] for w in full) else full
 
 
 def row_cells(row: Row, wanted: list, split: str | None) -> list[str]:
@@ -208,6 +222,8 @@ def row_cells(row: Row, wanted: list, split: str | None) -> list[str]:
 def describe(run: Run) -> str:
     parts = [f"seed {run.seed}", f"{run.epochs_done} of {run.epochs_planned} epochs" if run.epochs_planned
              else f"{run.epochs_done} epochs", f"best epoch {run.best_epoch}", f"{run.seconds_per_epoch:.0f} s/epoch"]
+    if run.overlays:
+        parts.append("overlay " + " + ".join(run.overlays))
     if run.max_samples:
         parts.append(f"smoke run on {run.max_samples} samples")
     if run.epochs_planned and run.epochs_done < run.epochs_planned:
@@ -230,6 +246,8 @@ def render_table(table: Table, runs: dict[str, Run]) -> list[str]:
             cells = [" / ".join(row_cells(row, have, s)) if any(w[3].test or s is None for w in have) else "not evaluated yet"
                      for s in (None, "test", "test_dedup")]
         label = row.label + (f" ({len(have)} of {len(wanted)} seeds)" if row.seeds else "")
+        if any(QUICK in w[3].overlays for w in have):
+            label += " [quick recipe]"
         lines.append(f"| {label} | {thesis} | {cells[0]} | {cells[1]} | {cells[2]} |")
         for folder, preset, seed, run in wanted:
             if run is None:
@@ -237,7 +255,8 @@ def render_table(table: Table, runs: dict[str, Run]) -> list[str]:
                              f"then `{eval_command(folder)}`")
             else:
                 cmds = "; then ".join(f"`{c}`" for c in run.commands) or "(command not recorded)"
-                ev = "" if run.test else f"; not evaluated yet: `{eval_command(folder)}`"
+                ev = (f"; evaluated: `{run.eval_command}`" if run.test and run.eval_command
+                      else "" if run.test else f"; not evaluated yet: `{eval_command(folder)}`")
                 notes.append(f"- {row.label}, `runs/{folder}` ({describe(run)}): {cmds}{ev}")
     return lines + [""] + notes + [""]
 
@@ -271,7 +290,11 @@ def render(runs: dict[str, Run], runs_dir: Path) -> str:
            "(ages 21–60). *valid*: the run's validation split at its best epoch (lowest total validation "
            "loss; the checkpoint best.pt), chips from the cache. *test*: best.pt through the engine "
            "(`training.evaluate --from-images`: the engine's detection and alignment on every image). "
-           "Several seeds: mean ± std. The thesis's figures are from seeds/003 (its own backbone).", ""]
+           "Several seeds: mean ± std. The thesis's figures are from seeds/003 (its own backbone).", "",
+           "*[quick recipe]*: the row's preset trained with `--overlay quick` (training/configs/overlays/quick.toml: "
+           "backbone stages 0–11 frozen and cached, at most 8 epochs, the Loss Weight Layer at lr 1e-3, BatchNorm statistics recomputed before each validation), "
+           "because the thesis's recipe (full fine-tuning, up to 100 epochs) does not fit a session on 2 CPU cores. "
+           "Quick rows compare with each other, not with the thesis's absolute figures.", ""]
     for table in TABLES:
         out += render_table(table, runs)
     out += render_model_evals(runs_dir)

@@ -6,9 +6,11 @@ for a given chip never changes either. ``speed.cache_stem = true`` computes it O
 in ``<chips dir>/stems/``, and trains on ``net.forward_from_stem(h, k)``.
 
 The file name carries a key over everything the activations depend on: the backbone's
-name, k, the tasks (their target encoding), the values of the frozen parameters and buffers, the chip cache's identity
-(its chips.npy size and mtime and index.csv), the list of samples and the flip setting.
-Change any of them and a new cache is built; an old one is never read by mistake.
+name, k, the values of the frozen parameters and buffers, the chip cache's identity (its
+chips.npy size and mtime and index.csv), the list of samples and the flip setting. Change
+any of them and a new cache is built; an old one is never read by mistake. The tasks are
+not in it: the activations do not depend on the heads, and the targets come from the chip
+dataset of the run, so runs on other task sets (the single-task rows) share one cache.
 """
 from __future__ import annotations
 
@@ -28,9 +30,6 @@ def stem_key(net, n_stages: int, chips_dir: Path, sample_files: Sequence[str], f
     """A hex digest over everything the cached activations depend on."""
     h = hashlib.sha1()
     h.update(f"{net.backbone.name}|{n_stages}|{flip}|{net.input_scale}|{net.mean_rgb.flatten().tolist()}".encode())
-    # The cached targets depend on each task's encoding (regression scaled by its range,
-    # expectation in the unit of its bins), so the tasks are part of the key.
-    h.update(repr([(t.name, t.kind, t.range, t.bins, t.labels) for t in net.tasks]).encode())
     frozen = net.backbone if n_stages >= len(net.backbone.stages) else net.backbone.stages[:n_stages]
     for name, t in sorted(frozen.state_dict().items()):
         h.update(name.encode())
@@ -47,8 +46,8 @@ def stem_key(net, n_stages: int, chips_dir: Path, sample_files: Sequence[str], f
 def build_stem_cache(net, chip_dataset, n_stages: int, path: Path, flip: bool, batch_size: int = 64,
                      device: str | torch.device = "cpu", progress: bool = True) -> None:
     """Write [N, V, C, H, W] float16 activations of ``chip_dataset``'s chips (a
-    ``training.chip_dataset.ChipDataset``: its ``cache``, ``rows`` and ``targets``), V = 2 with flip
-    (the chip and its mirror image), and its targets beside them."""
+    ``training.chip_dataset.ChipDataset``: its ``cache`` and ``rows``), V = 2 with flip (the chip
+    and its mirror image)."""
     was_training = net.training
     net.eval()
     rows, n, views = chip_dataset.rows, len(chip_dataset), 2 if flip else 1
@@ -68,8 +67,6 @@ def build_stem_cache(net, chip_dataset, n_stages: int, path: Path, flip: bool, b
         out[start:start + len(h)] = h
     out.flush()
     del out
-    targets = {k: torch.from_numpy(np.asarray(v, np.float32)) for k, v in chip_dataset.targets.items()}
-    torch.save(targets, path.with_suffix(".targets.pt"))
     partial.replace(path)
     path.with_suffix(".json").write_text(json.dumps({"samples": n, "views": views, "stages": n_stages}))
     net.train(was_training)
@@ -84,8 +81,13 @@ class StemDataset(Dataset):
     flip: bool
 
     @classmethod
-    def open(cls, path: Path, flip: bool) -> "StemDataset":
-        return cls(np.load(path, mmap_mode="r"), torch.load(path.with_suffix(".targets.pt")), flip)
+    def open(cls, path: Path, targets: dict[str, torch.Tensor], flip: bool) -> "StemDataset":
+        """The cache at ``path`` with the run's own targets (one row per cached sample)."""
+        stems = np.load(path, mmap_mode="r")
+        for name, t in targets.items():
+            if len(t) != len(stems):
+                raise ValueError(f"{path}: {len(stems)} cached samples, but {len(t)} targets of {name}")
+        return cls(stems, targets, flip)
 
     def __len__(self) -> int:
         return len(self.stems)

@@ -108,3 +108,33 @@ def test_a_missing_preset_names_the_presets_there_are():
 def test_integers_are_accepted_for_float_fields():
     cfg = config_from_dict({"optim": {"lr": 1}, "weighting": {"lambda": 1}})
     assert cfg.optim.lr == 1.0 and isinstance(cfg.optim.lr, float) and cfg.weighting.lam == 1.0
+
+
+def test_the_quick_overlay_changes_only_its_own_keys_and_keeps_each_ablation_setting():
+    from training.config import list_overlays
+
+    assert "quick" in list_overlays()
+    for name in ("utkface_thesis", "utkface_thesis_avgloss", "utkface_thesis_noef", "utkface_thesis_lambda1",
+                 "utkface_single_race"):
+        full, quick = load_config(name).to_dict(), load_config(name, ["quick"]).to_dict()
+        changed = {(sec, k) for sec, block in quick.items() if isinstance(block, dict)
+                   for k, v in block.items() if full[sec][k] != v}
+        assert changed <= {("optim", "epochs"), ("optim", "precise_bn_batches"), ("weighting", "lr"),
+                           ("speed", "frozen_stages"), ("speed", "cache_stem")}, name
+        assert quick["name"] == name and quick["weighting"]["lambda"] == full["weighting"]["lambda"]
+        assert quick["speed"]["frozen_stages"] == 12 and quick["optim"]["epochs"] == 8
+
+
+def test_an_overlay_is_put_over_the_preset_and_a_bad_one_is_named(tmp_path):
+    over = tmp_path / "mine.toml"
+    over.write_text("[optim]\nepochs = 3\n")
+    cfg = load_config("utkface_thesis", [over])
+    assert cfg.optim.epochs == 3 and cfg.optim.lr == 3e-5  # the preset's other optim keys stay
+    with pytest.raises(ConfigError, match="no such overlay .*quick"):
+        load_config("utkface_thesis", ["quik"])
+    over.write_text("name = 'other'\n")
+    with pytest.raises(ConfigError, match="cannot set 'name'"):
+        load_config("utkface_thesis", [over])
+    over.write_text("[optim]\nepoks = 3\n")
+    with pytest.raises(ConfigError, match=r"utkface_thesis.toml \+ mine.toml: unknown key 'optim.epoks'"):
+        load_config("utkface_thesis", [over])

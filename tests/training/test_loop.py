@@ -12,7 +12,7 @@ from training.config import LossConfig, OptimConfig, SpeedConfig
 from training.utkface import utk_tasks
 from training.ema import WeightEMA
 from training.freeze import FrozenParts
-from training.loop import Dist, Precision, TrainStep, choose_precision, cpu_has_native_bf16
+from training.loop import Dist, Precision, TrainStep, choose_precision, cpu_has_native_bf16, recompute_bn_stats
 from training.losses import create_losses
 from training.model import MultiTaskNet
 from training.schedule import cosine_factor, create_schedule
@@ -118,3 +118,21 @@ def test_ema_follows_the_weights_with_its_decay_and_resets_to_them():
         net.weight.zero_()
     ema.reset(net)
     assert torch.equal(ema.model.weight, net.weight)
+
+
+def test_precise_bn_sets_the_statistics_to_the_mean_over_the_given_batches():
+    torch.manual_seed(0)
+    net = MultiTaskNet(TinyBackbone(), TASKS, shared_dims=(8,), head_dim=4, dropout=0.5)
+    chips, targets = tiny_batch(48)
+    batches = [(chips[i:i + 16], {k: v[i:i + 16] for k, v in targets.items()}) for i in (0, 16, 32)]
+    bn = next(m for m in net.modules() if isinstance(m, torch.nn.BatchNorm1d))
+    pre_bn = []  # the BatchNorm's inputs, caught on the way
+    hook = bn.register_forward_hook(lambda m, args, out: pre_bn.append(args[0].detach()))
+    net.train()
+    used = recompute_bn_stats(net, 0, iter(batches), n_batches=2, dist=Dist(0, 1, torch.device("cpu")))
+    hook.remove()
+    assert used == 2 and len(pre_bn) == 2  # only the batches asked for
+    want = torch.cat(pre_bn).mean(0)
+    assert torch.allclose(bn.running_mean, want, atol=1e-5)  # the plain mean, not a 0.1-momentum blend
+    assert bn.momentum == 0.1 and net.training  # put back as it was
+    assert all(m.training for m in net.modules())

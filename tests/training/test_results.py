@@ -17,12 +17,15 @@ def record(epoch: int, val_total: float, acc: tuple[float, float, float]) -> dic
             "weights": dict.fromkeys(NAMES, 1 / 3), "metrics": dict(zip(METRICS, acc)), "frozen": [], "events": []}
 
 
-def make_run(runs, name: str, preset: str, seed: int, history: list[dict], epochs: int, test: dict | None = None):
+def make_run(runs, name: str, preset: str, seed: int, history: list[dict], epochs: int, test: dict | None = None,
+             overlays: tuple[str, ...] = ()):
     folder = runs / name
     folder.mkdir(parents=True)
     write_log_csv(folder / "log.csv", history, NAMES, METRICS)
-    cmd = f"python -m training.fit --config {preset} --out runs/{name}" + (f" --seed {seed}" if seed else "")
+    cmd = (f"python -m training.fit --config {preset} --out runs/{name}" + (f" --seed {seed}" if seed else "")
+           + "".join(f" --overlay {o}" for o in overlays))
     (folder / "run.json").write_text(json.dumps({"config": preset, "seed": seed, "epochs": epochs,
+                                                 "overlays": list(overlays),
                                                  "commands": [{"command": cmd, "git_commit": "abc", "date": "x"}]}))
     if test is not None:
         (folder / "eval").mkdir()
@@ -55,6 +58,29 @@ def test_the_generator_puts_logged_best_epochs_beside_the_thesis_and_names_what_
     assert base.count("not run yet") == 3 and "93.12 / 80.79 / 5.43" in base
     assert "| `runs/smoke` | utkface_thesis_v2 | 50.00 / 20.00 / 10.00 |" in text  # every run is listed somewhere
     assert "2 of 3 epochs" not in text and "3 of 3 epochs, best epoch 2" in text
+
+
+def test_a_row_without_a_full_recipe_run_takes_the_quick_one_and_says_so(tmp_path):
+    runs = tmp_path / "runs"
+    make_run(runs, "utkface_thesis_avgloss-quick", "utkface_thesis_avgloss", 0, [record(1, 0.5, (0.96, 0.84, 5.5))],
+             epochs=8, test={"test": (0.9700, 0.8500, 5.40)}, overlays=("quick",))
+    make_run(runs, "utkface_thesis_noef-quick", "utkface_thesis_noef", 0, [record(1, 0.5, (0.90, 0.80, 7.0))],
+             epochs=8, overlays=("quick",))
+    make_run(runs, "utkface_thesis_noef", "utkface_thesis_noef", 0, [record(1, 0.5, (0.98, 0.86, 4.6))], epochs=100)
+    for seed, acc in ((0, (0.97, 0.85, 5.0)), (1, (0.98, 0.87, 5.2))):
+        name = "utkface_thesis-quick" if seed == 0 else f"utkface_thesis_seed{seed}-quick"
+        make_run(runs, name, "utkface_thesis", seed, [record(1, 0.5, acc)], epochs=8, overlays=("quick",))
+    out = tmp_path / "RESULTS.md"
+    assert main(["--runs", str(runs), "-o", str(out)]) == 0
+    lines = out.read_text().splitlines()
+    avg = next(l for l in lines if l.startswith("| Average loss"))
+    assert "[quick recipe]" in avg and "| 96.00 / 84.00 / 5.50 | 97.00 / 85.00 / 5.40 |" in avg
+    assert any("runs/utkface_thesis_avgloss-quick` (seed 0, 1 of 8 epochs" in l and "--overlay quick" in l for l in lines)
+    noef = next(l for l in lines if l.startswith("| Early stopping of converged task"))
+    assert "[quick recipe]" not in noef and "98.00 / 86.00 / 4.60" in noef  # the full recipe's run wins
+    mtl = next(l for l in lines if l.startswith("| Proposed Multi-Task Learning Network (thesis recipe)"))
+    assert "(2 of 3 seeds) [quick recipe]" in mtl and "97.50 ± 0.71 / 86.00 ± 1.41 / 5.10 ± 0.14" in mtl
+    assert any("runs/utkface_thesis_seed2-quick`: not run yet" in l and "--seed 2 --overlay quick" in l for l in lines)
 
 
 def test_a_run_without_a_log_is_not_a_result_and_a_missing_runs_folder_is_one_clear_line(tmp_path, capsys):
