@@ -15,6 +15,7 @@ from pathlib import Path
 os.environ.setdefault("OPENCV_LOG_LEVEL", "SILENT")
 os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
 
+from app import startup_probe
 from app.errors import PROG, error_line
 
 USAGE_MORE = f"""commands:
@@ -54,6 +55,7 @@ def gui_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Console entry point (``faceattr``); returns the exit status."""
+    startup_probe.mark("main")
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         if argv and argv[0] == "annotate":

@@ -15,6 +15,7 @@ import signal
 import sys
 from pathlib import Path
 
+from app import startup_probe
 from app.errors import error_line, error_sentence
 from app.settings import SAMPLE_SOURCE, AppSettings
 from app.source_picker import resolve_spec
@@ -98,6 +99,7 @@ def run_gui(model: Path | None = None, backend: str | None = None, detector: str
         settings = settings.replace(min_face=min_face)
     window = MainWindow(store, settings, cameras)
     window.show()
+    startup_probe.mark("window_shown")
     window.start(source)
     # Python runs signal handlers only when it has control: the timer gives it some.
     received: list[int] = []

@@ -21,8 +21,9 @@ from typing import Callable
 
 from PySide6.QtCore import QByteArray, QSettings, QTimer
 from PySide6.QtGui import QCloseEvent, QDragEnterEvent, QDropEvent
-from PySide6.QtWidgets import QFileDialog, QLabel, QMainWindow, QMessageBox, QSplitter, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QApplication, QFileDialog, QLabel, QMainWindow, QMessageBox, QSplitter, QVBoxLayout, QWidget
 
+from app import startup_probe
 from app.face_panel import FacePanel
 from app.menus import Menus
 from app.outputs import OutputsMixin
@@ -354,6 +355,18 @@ class MainWindow(PlaybackMixin, OutputsMixin, QMainWindow):
         self._update_stats()
         if first or (self._run is not None and self._run.worker.paused):  # the run may have ended while showing
             self._sync_controls()
+        if startup_probe.enabled():
+            self._probe_startup(shown)
+
+    def _probe_startup(self, shown: ShownFrame) -> None:
+        """benchmarks/startup.py: note the first frame and the first labelled one, then quit."""
+        startup_probe.mark("first_frame")
+        faces = shown.result.faces
+        if len(faces) and faces.tasks:
+            startup_probe.mark("first_labelled_frame")
+            startup_probe.finish(faces=len(faces), frame=shown.result.frame.index, model=self.settings.model_path,
+                                 backend=self.settings.backend, detect_every=self.settings.detect_every)
+            QApplication.instance().quit()
 
     def _update_stats(self, force: bool = False) -> None:
         now = time.monotonic()

@@ -19,6 +19,7 @@ from benchmarks.annotate_modes import report_lines as annotate_modes_lines, summ
 from benchmarks.common import OUT_DIR, REPO_ROOT
 from benchmarks.live_hd import report_lines as live_hd_lines, summary_rows as live_hd_summary
 from benchmarks.report_plots import plot_network, plot_scaling
+from benchmarks.startup import startup_lines
 
 STAGE_ORDER = ("decode", "detect_hog_up0", "detect_hog_up1", "detect_cnn_up0", "align", "network",
                "track", "smooth", "render", "encode")
@@ -107,6 +108,8 @@ def _speed(doc: dict, res_dir: Path) -> list[str]:
                   "that runs a face detector on every frame.", ""]
         if "modes" in a:
             L += annotate_modes_lines(a["modes"])
+    if "startup" in s:
+        L += startup_lines(s["startup"])
     L += ["### GPU", ""]
     g = doc.get("gpu", {})
     if g.get("available"):
@@ -297,6 +300,12 @@ def _summary(speed: dict | None, accuracy: dict | None) -> list[str]:
                      "met" if a["meets_target"] else "missed"])
         if "modes" in a:
             rows += annotate_modes_summary(a["modes"])
+    start = sec.get("startup")
+    if start:
+        first = start["median_warm"].get("first_labelled_frame_s")
+        rows.append(["app start to first labelled frame", f"<= {start['target_s']} s",
+                     f"{first} s (median)" if first is not None else "no labelled frame",
+                     "met" if start["meets_target"] else "missed"])
     net = sec.get("network")
     if net:
         for r in net["ratios"]:

@@ -26,11 +26,12 @@ from benchmarks.composed_videos import VIDEOS
 from benchmarks.network import measure_network
 from benchmarks.stages import QUICK_STAGES, StagePlan, measure_stages
 from benchmarks.standin import choose_model
+from benchmarks.startup import measure_startup
 from engine import assets
 from engine.model import FaceAttrModel, ModelLoadError
 from engine.write import VideoWriter
 
-SECTIONS = ("stages", "network", "live", "live_hd", "annotate")
+SECTIONS = ("stages", "network", "live", "live_hd", "annotate", "startup")
 
 
 def _fallback_video(folder: Path, crops: list[np.ndarray], seconds: float) -> Path:
@@ -122,6 +123,9 @@ def main(argv: list[str] | None = None) -> int:
             body["sections"]["annotate"]["modes"] = measure_annotation_modes(
                 choice.path, Path(video), max_frames=15 if args.quick else None, repeats=1 if args.quick else 2,
                 modes=(ANNOTATE_MODES[0], ANNOTATE_MODES[2]) if args.quick else ANNOTATE_MODES)
+    if "startup" in sections:
+        print("speed: app start to first labelled frame")
+        body["sections"]["startup"] = measure_startup(args.model, runs=2 if args.quick else 5)
     body["gpu"] = gpu_section(args.out)
     body["elapsed_s"] = round(time.perf_counter() - t_start, 1)
     path = write_json(args.out / "speed.json", "speed", body)

@@ -106,6 +106,18 @@ class _DlibDetector:
         return detect_scale(size_wh, self.min_face, self.native_min_face_px)
 
 
+def frontal_face_detector():
+    """dlib's frontal HOG detector: the shipped binary copy (~3 ms to load, identical boxes and
+    scores), or dlib's built-in one (0.7-1.0 s) where that copy is missing or unreadable."""
+    path = assets.hog_detector_path()
+    if path.is_file():
+        try:
+            return dlib.fhog_object_detector(str(path))
+        except RuntimeError:  # a damaged copy costs only the slower start
+            pass
+    return dlib.get_frontal_face_detector()
+
+
 @register_detector("hog", "HOG (fast)")
 @dataclass
 class HogDetector(_DlibDetector):
@@ -122,7 +134,7 @@ class HogDetector(_DlibDetector):
     _detector: object = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
-        self._detector = dlib.get_frontal_face_detector()
+        self._detector = frontal_face_detector()
 
     def __call__(self, image_bgr: np.ndarray, pad: float = 0.0, scale: float | None = None) -> Faces:
         h, w = image_bgr.shape[:2]

@@ -76,6 +76,12 @@ def _check_speed(doc: dict) -> None:
         assert isinstance(v["meets_target"], bool)
     a = s["annotate"]
     assert a["frames"] >= 1 and _num(a["throughput_ratio"]) and a["throughput_ratio"] > 0
+    start = s["startup"]  # the app launched as a process until its first labelled frame
+    assert start["runs"] and all("error" not in r for r in start["runs"]), start["runs"]
+    for r in start["runs"]:
+        marks = [r[f"{m}_s"] for m in ("main", "window_shown", "first_frame", "first_labelled_frame")]
+        assert 0 < marks[0] <= marks[1] <= marks[2] <= marks[3] and r["faces"] >= 1
+    assert isinstance(start["meets_target"], bool)
     assert isinstance(doc["gpu"]["available"], bool)
 
 
@@ -108,7 +114,7 @@ def _check_accuracy(doc: dict) -> None:
 
 def test_quick_speed_and_accuracy_runs_write_documented_json_and_report(repo_root, tiny_model_path, tmp_path):
     out = tmp_path / "out"
-    _run(repo_root, "benchmarks.speed", "--quick", "--model", str(tiny_model_path), "--out", str(out))
+    _run(repo_root, "benchmarks.speed", "--quick", "--model", str(tiny_model_path), "--out", str(out), timeout=300)
     _check_speed(json.loads((out / "speed.json").read_text()))
 
     has_data = (repo_root.parent / "shared" / "data" / "utkface").is_dir()
@@ -130,6 +136,7 @@ def test_quick_speed_and_accuracy_runs_write_documented_json_and_report(repo_roo
          str(out / "accuracy.json"), "--calibration", str(out / "none.json"), "--out", str(report_dir))
     text = (report_dir / "RESULTS.md").read_text()
     assert "## Speed" in text and "## Accuracy" in text and "smoke run" in text
+    assert "### App start to first labelled frame" in text
     for png in ("scaling.png", "network.png"):
         assert (report_dir / "results" / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert (report_dir / "results" / "speed.json").is_file()
