@@ -40,6 +40,7 @@ class Row:
     runs: tuple[str, ...]  # run folder names; a single-task row takes each metric from the run that has it
     seeds: tuple[int, ...] = ()  # several seeds of runs[0]'s preset: mean ± std over those that ran
     note: str = ""
+    overlays: tuple[str, ...] = ()  # recipe pieces put over the preset (fit --overlay); folder <preset>+<piece>...
 
 
 @dataclass(frozen=True)
@@ -71,6 +72,15 @@ TABLES = (
         Row("λ = 0.01", (98.39, 86.97, 4.74), ("utkface_thesis_lambda001",)),
         Row("λ = 0.1", THESIS_MTL, ("utkface_thesis",), seeds=(0, 1, 2)),
         Row("λ = 1", (98.23, 86.79, 4.82), ("utkface_thesis_lambda1",)),
+    )),
+    Table("The stronger recipe's pieces, one at a time over the thesis recipe (not in the thesis)", (
+        Row("thesis recipe (age: MSE regression)", None, ("utkface_thesis",), seeds=(0, 1, 2)),
+        Row("+ age: L1 regression", None, ("utkface_thesis",), overlays=("age_l1",)),
+        Row("+ age: distribution over one-year bins, DLDL loss (σ 2) + L1 of the expectation", None,
+            ("utkface_thesis",), overlays=("age_dldl",)),
+        Row("+ label smoothing 0.05", None, ("utkface_thesis",), overlays=("smoothing",)),
+        Row("+ warm-up and cosine schedule", None, ("utkface_thesis",), overlays=("cosine",)),
+        Row("+ EMA of the weights (0.995)", None, ("utkface_thesis",), overlays=("ema",)),
     )),
 )
 
@@ -185,8 +195,12 @@ QUICK = "quick"  # the overlay of the cheaper recipe, and the suffix of its run 
 
 
 def fit_command(folder: str, preset: str, seed: int | None = None) -> str:
+    """The command that makes a run folder: ``<preset>[+<piece>...][_seed<k>][-quick]``."""
+    base = folder.removesuffix(f"-{QUICK}").split("_seed")[0]
+    pieces = base.split("+")[1:]
+    overlays = ([QUICK] if folder.endswith(f"-{QUICK}") else []) + pieces
     return (f"python -m training.fit --config {preset} --data {DATA} --chips {CHIPS} --out runs/{folder}"
-            + (f" --seed {seed}" if seed else "") + (f" --overlay {QUICK}" if folder.endswith(f"-{QUICK}") else ""))
+            + (f" --seed {seed}" if seed else "") + "".join(f" --overlay {o}" for o in overlays))
 
 
 def eval_command(folder: str) -> str:
@@ -197,10 +211,11 @@ def eval_command(folder: str) -> str:
 def row_runs(row: Row, runs: dict[str, Run]) -> list[tuple[str, str, int, Run | None]]:
     """(folder, preset, seed, run or None) for every run the row asks for: the full recipe's
     folders when any of them ran, else the quick recipe's (``<folder>-quick``), never a mix."""
+    pieces = "".join(f"+{o}" for o in row.overlays)
     if row.seeds:
-        wanted = [(seed_folder(row.runs[0], s), row.runs[0], s) for s in row.seeds]
+        wanted = [(seed_folder(row.runs[0] + pieces, s), row.runs[0], s) for s in row.seeds]
     else:
-        wanted = [(name, name, 0) for name in row.runs]
+        wanted = [(name + pieces, name, 0) for name in row.runs]
     full = [(f, preset, seed, runs.get(f)) for f, preset, seed in wanted]
     quick = [(f"{f}-{QUICK}", preset, seed, runs.get(f"{f}-{QUICK}")) for f, preset, seed in wanted]
     return quick if any(w[3] for w in quick) and not any(w[3] for w in full) else full

@@ -83,6 +83,20 @@ def test_a_row_without_a_full_recipe_run_takes_the_quick_one_and_says_so(tmp_pat
     assert any("runs/utkface_thesis_seed2-quick`: not run yet" in l and "--seed 2 --overlay quick" in l for l in lines)
 
 
+def test_recipe_pieces_are_rows_of_their_own_run_folders_with_the_overlays_in_the_command(tmp_path):
+    runs = tmp_path / "runs"
+    make_run(runs, "utkface_thesis+age_dldl-quick", "utkface_thesis", 0, [record(1, 0.5, (0.97, 0.86, 4.9))],
+             epochs=8, overlays=("quick", "age_dldl"))
+    out = tmp_path / "RESULTS.md"
+    assert main(["--runs", str(runs), "-o", str(out)]) == 0
+    lines = out.read_text().splitlines()
+    dldl = next(l for l in lines if l.startswith("| + age: distribution over one-year bins"))
+    assert "[quick recipe]" in dldl and "97.00 / 86.00 / 4.90" in dldl
+    assert any("runs/utkface_thesis+ema`: not run yet" in l
+               and "--out runs/utkface_thesis+ema --overlay ema`" in l for l in lines)
+    assert not any(l.startswith("| `runs/utkface_thesis+age_dldl-quick`") for l in lines)  # not under "Other runs"
+
+
 def test_a_run_without_a_log_is_not_a_result_and_a_missing_runs_folder_is_one_clear_line(tmp_path, capsys):
     (tmp_path / "runs" / "empty").mkdir(parents=True)
     assert read_run(tmp_path / "runs" / "empty") is None
