@@ -28,7 +28,7 @@ run '{PROG} annotate --help' for the details of a command."""
 def gui_parser() -> argparse.ArgumentParser:
     from app.cli import add_model_options, min_face_px, positive_int
     from app.settings import MIN_FACE_RANGE, AppSettings
-    from engine.detect import DEFAULT_MIN_FACE, DETECTORS
+    from engine.detect import DETECTORS
 
     def pixels(text: str) -> int:
         value = min_face_px(text)
@@ -47,7 +47,7 @@ def gui_parser() -> argparse.ArgumentParser:
     p.add_argument("--detector", choices=DETECTORS, default=None, help=f"face detector (default: remembered, {AppSettings.detector})")
     p.add_argument("--min-face", type=pixels, default=None, metavar="PX",
                    help="smallest face to find, in pixels of the video; smaller finds more and costs more "
-                        f"(default: remembered, {DEFAULT_MIN_FACE})")
+                        f"(default: remembered, {AppSettings.min_face})")
     add_model_options(p, remembered=True)
     p.add_argument("--version", action="store_true", help="print the version and exit")
     return p

@@ -18,7 +18,7 @@ from PySide6.QtWidgets import QMenu, QStyle, QToolBar
 
 from app.settings import AppSettings
 from engine.assets import shipped_models
-from engine.detect import DEFAULT_MIN_FACE, DETECTOR_TITLES
+from engine.detect import DETECTOR_TITLES
 from engine.providers import BACKEND_TITLES, BACKENDS, backend_problem
 from engine.modelspec import ModelSpec
 
@@ -112,7 +112,7 @@ class Menus:
             conf_menu, {c: "Show every value" if c == 0 else f"{c:.0%}" for c in MIN_CONFIDENCES}, w.set_min_confidence)
         for c, action in self.confidence_actions.items():
             action.setToolTip("A value the model is less sure of shows as '?'")
-        sizes = {px: f"{px} px" + (" (default)" if px == DEFAULT_MIN_FACE else "")
+        sizes = {px: f"{px} px" + (" (default)" if px == AppSettings.min_face else "")
                  for px in sorted({*MIN_FACES, settings.min_face})}
         self.min_face_menu = QMenu("Smallest face", w)
         self.min_face_menu.setToolTipsVisible(True)

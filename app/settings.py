@@ -13,7 +13,7 @@ from pathlib import Path
 
 from PySide6.QtCore import QByteArray, QSettings, QStandardPaths
 
-from engine.detect import DEFAULT_MIN_FACE, DETECTORS
+from engine.detect import DETECTORS
 from engine.model import BACKENDS
 from engine.pipeline import PipelineConfig
 
@@ -22,6 +22,7 @@ APPLICATION = "FaceAttr"
 SETTINGS_ENV = "FACEATTR_SETTINGS"
 SAMPLE_SOURCE = "sample"  # the bundled sample video (a source spec of its own)
 MAX_RECENT = 10
+LIVE_MIN_FACE = 60  # px: the window's default smallest face (see AppSettings.min_face)
 MIN_FACE_RANGE = (8, 1000)  # px: smallest-face sizes accepted from the store and the command line
 
 
@@ -41,10 +42,13 @@ class AppSettings:
     backend: str = "auto"
     detector: str = PipelineConfig.detector  # the engine's default detector
     upsample: int = 0
-    min_face: int = DEFAULT_MIN_FACE  # px: the smallest face found (sets the detection scale)
-    # Live default: detect every 3rd frame, track in between. On the 2-core reference CPU
-    # this is the setting that keeps 100 % face recall at ~30 fps (benchmarks/RESULTS.md,
-    # "Live pipeline"); detecting every frame gives ~24 fps. The CLI detects every frame.
+    # Live defaults, chosen from the quiet live runs (benchmarks/RESULTS.md, "The window's
+    # defaults"): a full scan every 3rd frame with region scans in between, and faces from
+    # 60 px. On 1280x720 with 5 faces of 60-200 px that gave 9.7 fps at 99.0 % recall, where
+    # min_face 40 gave 6.8 fps at 78.7 % (HOG enlarges the frame 1.75x instead of 1.17x and
+    # the slower frames lose moving faces); on the 640x480 sample 100 % recall either way.
+    # The command line keeps engine.detect.DEFAULT_MIN_FACE (40) and detects every frame.
+    min_face: int = LIVE_MIN_FACE  # px: the smallest face found (sets the detection scale)
     detect_every: int = 3
     record_dir: str = ""
     snapshot_dir: str = ""  # '' means next to recordings

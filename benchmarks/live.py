@@ -103,6 +103,8 @@ LIVE_VARIANTS = (
     LiveVariant("detect_every=3, min_face=70, model_threads=1", detect_every=3, min_face=70, model_threads=1),
     LiveVariant("detect_every=3, min_face=93, model_threads=1", detect_every=3, min_face=93, model_threads=1),
     LiveVariant("detect_every=2, min_face=140, model_threads=1", detect_every=2, min_face=140, model_threads=1),
+    # app.settings.AppSettings' live defaults (region scans between full scans, as in PipelineConfig)
+    LiveVariant("window defaults (detect_every=3, min_face=60)", detect_every=3, min_face=60),
 )
 
 

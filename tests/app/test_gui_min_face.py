@@ -25,8 +25,8 @@ def test_the_detector_menu_lists_the_engines_detectors_and_the_face_sizes(make_w
     assert [window.detector_actions[d].text() for d in DETECTORS] == [DETECTOR_TITLES[d] for d in DETECTORS]
     assert window.min_face_menu.title() == "Smallest face"
     assert window.min_face_menu.menuAction() in detector_menu.actions()
-    assert menu_texts(window.min_face_menu) == ["24 px", "40 px (default)", "60 px", "80 px", "120 px"]
-    assert [px for px, a in window.min_face_actions.items() if a.isChecked()] == [40]
+    assert menu_texts(window.min_face_menu) == ["24 px", "40 px", "60 px (default)", "80 px", "120 px"]
+    assert [px for px, a in window.min_face_actions.items() if a.isChecked()] == [60]
 
 
 def test_choosing_a_face_size_rebuilds_the_pipeline_on_the_same_source_and_is_remembered(
@@ -34,7 +34,7 @@ def test_choosing_a_face_size_rebuilds_the_pipeline_on_the_same_source_and_is_re
     window = make_window(source=str(short_clip))
     wait_frames(qtbot, window, 1)
     before = window.pipeline
-    assert before.config.min_face == 40
+    assert before.config.min_face == 60
     window.min_face_actions[80].trigger()
     qtbot.waitUntil(lambda: window.pipeline is not before, timeout=15_000)
     assert window.pipeline.config.min_face == 80 and window.pipeline.detector.min_face == 80

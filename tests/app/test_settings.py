@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from PySide6.QtCore import QSettings
 
-from app.settings import AppSettings, load_settings, open_qsettings, save_settings
+from app.settings import LIVE_MIN_FACE, AppSettings, load_settings, open_qsettings, save_settings
 
 
 def test_settings_round_trip_through_the_isolated_store(isolated_settings):
@@ -31,7 +31,7 @@ def test_invalid_stored_values_fall_back_to_their_defaults(isolated_settings):
     store.sync()
     loaded = load_settings(open_qsettings())
     assert loaded == AppSettings(source="sample")
-    assert loaded.min_face == 40
+    assert loaded.min_face == LIVE_MIN_FACE == 60  # the window's live default (the CLI's is 40)
 
 
 def test_detector_names_come_from_the_engines_registry(isolated_settings):

@@ -46,7 +46,8 @@ def test_export_results_equal_the_clis_records(make_window, qtbot, short_clip, t
     summary = done.args[0]
     assert summary.ok and summary.frames == 30
     assert main(["annotate", str(short_clip), "-o", str(tmp_path / "cli"), "--jsonl", "--csv",
-                 "--model", str(app_model_path), "--backend", "cpu"]) == 0
+                 "--model", str(app_model_path), "--backend", "cpu",
+                 "--min-face", str(window.settings.min_face)]) == 0  # the window's smallest face is the export's
     for name in (f"{short_clip.name}.jsonl", f"{short_clip.name}.csv"):
         assert (tmp_path / "gui" / name).read_bytes() == (tmp_path / "cli" / name).read_bytes(), name
     assert (tmp_path / "gui" / f"{short_clip.name}.annotated.mp4").is_file()
