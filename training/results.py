@@ -295,6 +295,31 @@ def render_model_evals(runs_dir: Path) -> list[str]:
     return lines + [""]
 
 
+def _split_metrics(path: Path, split: str) -> dict:
+    """gender_acc / race_acc / age_mae of one split of an evaluate metrics.json (its tasks block)."""
+    tasks = json.loads(path.read_text()).get("splits", {}).get(split, {}).get("tasks", {})
+    keys = {"gender": ("gender_acc", "accuracy"), "race": ("race_acc", "accuracy"), "age": ("age_mae", "mae")}
+    return {m: tasks[t][k] for t, (m, k) in keys.items() if tasks.get(t, {}).get(k) is not None}
+
+
+def render_tta(runs_dir: Path) -> list[str]:
+    """Flip test-time averaging on the validation split: ``runs/<name>/valid_eval`` and
+    ``valid_eval_tta`` (``training.evaluate best.pt --split valid [--flip-tta]``)."""
+    pairs = [(f.parent.parent.name, f, f.parent.parent / "valid_eval_tta" / "metrics.json")
+             for f in sorted(Path(runs_dir).glob("*/valid_eval/metrics.json"))]
+    pairs = [(name, a, b) for name, a, b in pairs if b.is_file()]
+    if not pairs:
+        return []
+    lines = ["### Flip test-time averaging (validation split)", "",
+             "| run | without | with flip TTA | command |", "|---|---|---|---|"]
+    for name, plain, tta in pairs:
+        cells = [" / ".join(_fmt(m, [d[m]] if m in d else []) for m in METRICS)
+                 for d in (_split_metrics(plain, "valid"), _split_metrics(tta, "valid"))]
+        cmd = json.loads(tta.read_text()).get("command", "")
+        lines.append(f"| `runs/{name}` | {cells[0]} | {cells[1]} | `{cmd}` |")
+    return lines + [""]
+
+
 def render(runs: dict[str, Run], runs_dir: Path) -> str:
     listed = {w[0] for t in TABLES for r in t.rows for w in row_runs(r, runs)}
     out = ["# Training results (generated)", "",
@@ -312,6 +337,7 @@ def render(runs: dict[str, Run], runs_dir: Path) -> str:
            "Quick rows compare with each other, not with the thesis's absolute figures.", ""]
     for table in TABLES:
         out += render_table(table, runs)
+    out += render_tta(runs_dir)
     out += render_model_evals(runs_dir)
     others = [r for name, r in runs.items() if name not in listed]
     if others:

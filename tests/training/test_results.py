@@ -115,3 +115,17 @@ def test_model_files_scored_outside_runs_are_listed_with_their_command(tmp_path)
     assert main(["--runs", str(runs), "-o", str(out)]) == 0
     assert ("| `assets/models/faceattr-utkface.onnx` | 98.00 / 86.24 / 5.08 | 98.10 / 86.44 / 5.06 | 3242 of 3287 "
             "| `python -m training.evaluate X --from-images` |") in out.read_text()
+
+
+def test_flip_tta_rows_come_from_a_runs_two_validation_evaluations(tmp_path):
+    runs = tmp_path / "runs"
+    make_run(runs, "utkface_thesis_v2", "utkface_thesis_v2", 0, [record(1, 0.4, (0.97, 0.86, 4.5))], epochs=6)
+    for folder, acc in (("valid_eval", (0.9739, 0.8651, 4.5287)), ("valid_eval_tta", (0.9766, 0.8678, 4.4778))):
+        (runs / "utkface_thesis_v2" / folder).mkdir()
+        tasks = {"gender": {"accuracy": acc[0]}, "race": {"accuracy": acc[1]}, "age": {"mae": acc[2]}}
+        (runs / "utkface_thesis_v2" / folder / "metrics.json").write_text(json.dumps(
+            {"command": f"evaluate {folder}", "splits": {"valid": {"tasks": tasks}}}))
+    out = tmp_path / "RESULTS.md"
+    assert main(["--runs", str(runs), "-o", str(out)]) == 0
+    row = next(l for l in out.read_text().splitlines() if l.startswith("| `runs/utkface_thesis_v2` | 97.39"))
+    assert "| 97.39 / 86.51 / 4.53 | 97.66 / 86.78 / 4.48 | `evaluate valid_eval_tta` |" in row
