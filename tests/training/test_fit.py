@@ -181,3 +181,22 @@ def test_bad_runs_stop_with_one_clear_sentence(tiny, tmp_path, capsys):
     wrong_task = write_config(tmp_path / "task.toml", tiny["splits"], 'model.tasks = ["gender", "smile"]')
     assert fit(tiny, wrong_task, tmp_path / "run4") == 2
     assert "model.tasks names ['smile']" in capsys.readouterr().err
+
+
+def test_an_overlay_run_records_its_overlays_and_reuses_the_stem_cache_of_another_task_encoding(tiny, tmp_path):
+    config = write_config(tmp_path / "base.toml", tiny["splits"], """
+speed.frozen_stages = 1
+speed.cache_stem = true
+freeze.early_freeze = false""")
+    stems = tiny["chips"] / "stems"
+    assert fit(tiny, config, tmp_path / "base", "--epochs", "1") == 0
+    cached = set(stems.glob("*.npy"))
+    over = tmp_path / "dldl_bn.toml"
+    over.write_text('[model]\nage_kind = "expectation"\n\n[loss]\nage = "dldl"\n\n[optim]\nprecise_bn_batches = 2\n')
+    assert fit(tiny, config, tmp_path / "over", "--epochs", "1", "--overlay", str(over)) == 0
+    assert set(stems.glob("*.npy")) == cached  # the heads changed, the activations did not: no new cache
+    ckpt = torch.load(tmp_path / "over" / "last.pt", weights_only=True)
+    assert ckpt["config"]["model"]["age_kind"] == "expectation" and ckpt["config"]["optim"]["precise_bn_batches"] == 2
+    run = json.loads((tmp_path / "over" / "run.json").read_text())
+    assert run["overlays"] == ["dldl_bn"] and "--overlay" in run["commands"][0]["command"]
+    assert float(read_log(tmp_path / "over" / "log.csv")[0]["age_mae"]) > 0
