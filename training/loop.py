@@ -178,7 +178,6 @@ def metric_sum(task: TaskSpec, out: torch.Tensor, target: torch.Tensor) -> float
 
 
 @torch.no_grad()
-@torch.no_grad()
 def recompute_bn_stats(net: MultiTaskNet, stem_n: int, batches: Iterable, n_batches: int, dist: Dist) -> int:
     """Precise BatchNorm (Wu & Johnson, "Rethinking 'Batch' in BatchNorm", 2021): replace the
     running averages of every BatchNorm layer by the plain mean over ``n_batches`` training
@@ -208,6 +207,7 @@ def recompute_bn_stats(net: MultiTaskNet, stem_n: int, batches: Iterable, n_batc
     return used
 
 
+@torch.no_grad()
 def validate(net: MultiTaskNet, stem_n: int, batches: Iterable, losses: TaskLosses, dist: Dist) -> tuple[dict, dict]:
     """Per-task mean loss and metric (accuracy / MAE in the task's unit) over all ranks, fp32,
     each over the samples labelled for that task."""
