@@ -286,6 +286,8 @@ def render_model_evals(runs_dir: Path) -> list[str]:
              "| model | CORAL test (engine) | test_dedup (engine) | faces evaluated (test) | command |", "|---|---|---|---|---|"]
     for path in found:
         m = json.loads(path.read_text())
+        if m.get("protocol", "coral") != "coral":
+            continue  # the tables are the CORAL protocol's; other protocols are in the model cards
         splits = m.get("splits", {})
         cells = [" / ".join(_fmt(k, [splits[s][k]] if splits.get(s, {}).get(k) is not None else []) for k in METRICS)
                  for s in ("test", "test_dedup")]

@@ -111,10 +111,16 @@ def test_model_files_scored_outside_runs_are_listed_with_their_command(tmp_path)
         "model": "assets/models/faceattr-utkface.onnx", "command": "python -m training.evaluate X --from-images",
         "splits": {"test": {"gender_acc": 0.98, "race_acc": 0.8624, "age_mae": 5.08, "evaluated": 3242, "listed": 3287},
                    "test_dedup": {"gender_acc": 0.981, "race_acc": 0.8644, "age_mae": 5.06}}}))
+    (runs / "_shipped_full").mkdir()  # another protocol's scores belong to the model card, not these tables
+    (runs / "_shipped_full" / "metrics.json").write_text(json.dumps({
+        "model": "assets/models/faceattr-utkface.onnx", "protocol": "full", "command": "evaluate --protocol full",
+        "splits": {"test": {"gender_acc": 0.91, "race_acc": 0.84, "age_mae": 10.4, "evaluated": 4982, "listed": 5104}}}))
     out = tmp_path / "R.md"
     assert main(["--runs", str(runs), "-o", str(out)]) == 0
+    text = out.read_text()
     assert ("| `assets/models/faceattr-utkface.onnx` | 98.00 / 86.24 / 5.08 | 98.10 / 86.44 / 5.06 | 3242 of 3287 "
-            "| `python -m training.evaluate X --from-images` |") in out.read_text()
+            "| `python -m training.evaluate X --from-images` |") in text
+    assert "evaluate --protocol full" not in text
 
 
 def test_flip_tta_rows_come_from_a_runs_two_validation_evaluations(tmp_path):
