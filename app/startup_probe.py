@@ -15,11 +15,12 @@ import time
 from pathlib import Path
 
 ENV = "FACEATTR_STARTUP_PROBE"
+_PATH = os.environ.get(ENV)  # read once: enabled() is asked on every frame shown
 _marks: dict[str, float] = {}
 
 
 def enabled() -> bool:
-    return bool(os.environ.get(ENV))
+    return bool(_PATH)
 
 
 def mark(name: str) -> None:
@@ -30,7 +31,7 @@ def mark(name: str) -> None:
 
 def finish(**info) -> None:
     """Write the marks (and ``info``) to the probe file, whole or not at all."""
-    path = Path(os.environ[ENV])
+    path = Path(_PATH)
     part = path.with_name(path.name + ".part")
     part.write_text(json.dumps({"marks": _marks, **info}))
     part.replace(path)

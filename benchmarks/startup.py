@@ -23,7 +23,6 @@ import tempfile
 import time
 from pathlib import Path
 
-from app.settings import SETTINGS_ENV
 from benchmarks.common import OUT_DIR, REPO_ROOT, loadavg, write_json
 
 MARKS = ("main", "window_shown", "first_frame", "first_labelled_frame")
@@ -32,6 +31,8 @@ TARGET_S = 2.0  # issue 12: app start to first labelled frame
 
 def one_start(model: Path | None, settings_dir: Path, timeout_s: float = 60.0) -> dict:
     """Launch the app once; seconds from launch to each mark (or the reason it failed)."""
+    from app.settings import SETTINGS_ENV  # imports Qt: only when a start is timed, not for every speed run
+
     with tempfile.TemporaryDirectory(prefix="faceattr-startup-") as tmp:
         probe = Path(tmp) / "probe.json"
         env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "FACEATTR_STARTUP_PROBE": str(probe),

@@ -267,14 +267,14 @@ def run_config(args, resume_from: dict | None) -> Config:
     return dataclasses.replace(cfg, data=data, optim=optim, speed=speed, seed=seed)
 
 
-def record_command(out: Path, cfg: Config, argv: list[str] | None, resumed: bool) -> None:
+def record_command(out: Path, cfg: Config, argv: list[str] | None, resumed: bool, overlays: list[str]) -> None:
     """run.json: the preset, seed and every command line that built this run (training.results reads it)."""
     path = out / "run.json"
     info = json.loads(path.read_text()) if resumed and path.is_file() else {"commands": []}
     args = sys.argv[1:] if argv is None else list(argv)
     info.update({"config": cfg.name, "seed": cfg.seed, "epochs": cfg.optim.epochs})
     if not resumed:
-        info["overlays"] = [Path(o).stem for o in parse_args(args).overlay]
+        info["overlays"] = [Path(o).stem for o in overlays]
     info["commands"].append({"command": "python -m training.fit " + " ".join(args), "git_commit": git_commit(),
                              "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
     path.write_text(json.dumps(info, indent=1))
@@ -301,7 +301,7 @@ def run(argv: list[str] | None = None) -> FitResult:
     try:
         if dist.main:
             out.mkdir(parents=True, exist_ok=True)
-            record_command(out, cfg, argv, args.resume)
+            record_command(out, cfg, argv, args.resume, args.overlay)
         max_samples = args.max_samples or (resume_from or {}).get("max_samples")  # a resumed run keeps its subset
         return fit(cfg, out, resume_from, dist, max_samples)
     finally:

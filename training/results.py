@@ -194,11 +194,7 @@ def seed_folder(preset: str, seed: int, preset_seed: int = 0) -> str:
 QUICK = "quick"  # the overlay of the cheaper recipe, and the suffix of its run folders
 
 
-def fit_command(folder: str, preset: str, seed: int | None = None) -> str:
-    """The command that makes a run folder: ``<preset>[+<piece>...][_seed<k>][-quick]``."""
-    base = folder.removesuffix(f"-{QUICK}").split("_seed")[0]
-    pieces = base.split("+")[1:]
-    overlays = ([QUICK] if folder.endswith(f"-{QUICK}") else []) + pieces
+def fit_command(folder: str, preset: str, seed: int | None = None, overlays: Sequence[str] = ()) -> str:
     return (f"python -m training.fit --config {preset} --data {DATA} --chips {CHIPS} --out runs/{folder}"
             + (f" --seed {seed}" if seed else "") + "".join(f" --overlay {o}" for o in overlays))
 
@@ -253,6 +249,8 @@ def render_table(table: Table, runs: dict[str, Run]) -> list[str]:
     notes = []
     for row in table.rows:
         wanted = row_runs(row, runs)
+        quick = bool(wanted) and wanted[0][0].endswith(f"-{QUICK}")
+        overlays = ([QUICK] if quick else []) + list(row.overlays)
         have = [w for w in wanted if w[3] is not None]
         thesis = " / ".join(f"{v:.2f}" for v in row.thesis) if row.thesis else "–"
         if not have:
@@ -266,7 +264,7 @@ def render_table(table: Table, runs: dict[str, Run]) -> list[str]:
         lines.append(f"| {label} | {thesis} | {cells[0]} | {cells[1]} | {cells[2]} |")
         for folder, preset, seed, run in wanted:
             if run is None:
-                notes.append(f"- {row.label}, `runs/{folder}`: not run yet; `{fit_command(folder, preset, seed)}`, "
+                notes.append(f"- {row.label}, `runs/{folder}`: not run yet; `{fit_command(folder, preset, seed, overlays)}`, "
                              f"then `{eval_command(folder)}`")
             else:
                 cmds = "; then ".join(f"`{c}`" for c in run.commands) or "(command not recorded)"
