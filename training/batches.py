@@ -3,9 +3,9 @@ per-sample Python): chips as uint8 [N,150,150,3] (10.4k CORAL training chips = 0
 cached stem activations as float16 [N,V,C,H,W] (V = 2 views, the chip and its mirror, when
 the stem cache was built with flips).
 
-Shuffling draws a permutation from a generator seeded with (seed, epoch), the same on
-every DDP rank; each rank takes every world-th index of it, cut to the same length on all
-ranks so their steps stay in lockstep. Validation shards ``range(rank, N, world)`` so that
+Shuffling draws a permutation (or, with ``weights``, N samples with replacement) from a
+generator seeded with (seed, epoch), the same on every DDP rank; each rank takes every
+world-th index of it, cut to the same length on all ranks so their steps stay in lockstep. Validation shards ``range(rank, N, world)`` so that
 every sample is seen once over all ranks. The random stem view is drawn from torch's global
 RNG (checkpointed by the loop).
 """
@@ -26,6 +26,7 @@ class MemorySplit:
     targets: dict[str, torch.Tensor]  # task -> float32 [N]
     stem_views: int = 0  # 0: inputs are chips; else the number of stem views per sample
     random_view: bool = False  # stems: a random view per sample (train with flip), else view 0
+    weights: torch.Tensor | None = None  # float64 [N]: train draws N samples with replacement by these (training.balance)
 
     @classmethod
     def from_chips(cls, ds) -> "MemorySplit":
@@ -49,8 +50,10 @@ class MemorySplit:
             return splits[0]
         if any(s.stem_views for s in splits):
             raise ValueError("only chip splits can be joined")
+        weights = None if all(s.weights is None for s in splits) else torch.cat(
+            [torch.ones(len(s), dtype=torch.float64) if s.weights is None else s.weights for s in splits])
         return cls(torch.cat([s.inputs for s in splits]),
-                   {k: torch.cat([s.targets[k] for s in splits]) for k in splits[0].targets})
+                   {k: torch.cat([s.targets[k] for s in splits]) for k in splits[0].targets}, weights=weights)
 
     def __len__(self) -> int:
         return len(self.inputs)
@@ -64,7 +67,10 @@ class MemorySplit:
 
     def train_batches(self, batch_size: int, seed: int, epoch: int, rank: int = 0, world: int = 1) -> Iterator[Batch]:
         g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
-        perm = torch.randperm(len(self), generator=g)
+        if self.weights is None:
+            perm = torch.randperm(len(self), generator=g)
+        else:
+            perm = torch.multinomial(self.weights, len(self), replacement=True, generator=g)
         per_rank = len(self) // world if world > 1 else len(self)
         mine = perm[rank::world][:per_rank]
         for start in range(0, per_rank, batch_size):

@@ -39,6 +39,8 @@ class DataConfig:
     splits_dir: str = ""  # utkface: folder of the protocol's split CSVs; "" = the shipped training/splits/
     attributes: tuple[str, ...] = ("Male", "Young")  # celeba: the attributes that become tasks
     flip: bool = True  # random horizontal flips of training chips
+    balance: tuple[str, ...] = ()  # tasks whose rare groups (classes; age bands) are drawn more often (training/balance.py)
+    balance_power: float = 0.5  # a sample's draw weight = (its group's share) ** -power; 1 = every group equally often
 
 
 @dataclass(frozen=True)

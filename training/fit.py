@@ -26,6 +26,7 @@ import torch.distributed as tdist
 
 from engine.modelspec import TaskSpec
 from training.augment import create_augmenter
+from training.balance import group_shares, sample_weights
 from training.batches import MemorySplit
 from training.checkpoint import CheckpointError, git_commit, load_checkpoint, save_checkpoint
 from training.chip_dataset import ChipDataset
@@ -140,10 +141,29 @@ def memory_splits(cfg: Config, net: MultiTaskNet, train_sets: list[ChipDataset],
     if stem_n:
         if len(train_sets) > 1:
             raise FitError("speed.cache_stem works on one dataset; turn it off for joined datasets")
-        return (stem_split(cfg, net, train_sets[0], stem_n, "train", cfg.data.flip, dist),
-                stem_split(cfg, net, valid_sets[0], stem_n, "valid", False, dist))
-    return (MemorySplit.concat([MemorySplit.from_chips(ds) for ds in train_sets]),
-            MemorySplit.concat([MemorySplit.from_chips(ds) for ds in valid_sets]))
+        train = stem_split(cfg, net, train_sets[0], stem_n, "train", cfg.data.flip, dist)
+        valid = stem_split(cfg, net, valid_sets[0], stem_n, "valid", False, dist)
+    else:
+        train = MemorySplit.concat([MemorySplit.from_chips(ds) for ds in train_sets])
+        valid = MemorySplit.concat([MemorySplit.from_chips(ds) for ds in valid_sets])
+    return balanced(cfg, train, train_sets, dist), valid
+
+
+def balanced(cfg: Config, train: MemorySplit, train_sets: list[ChipDataset], dist: Dist) -> MemorySplit:
+    """The training split with drawing weights when ``data.balance`` names tasks (training/balance.py)."""
+    if not cfg.data.balance:
+        return train
+    samples = [s for ds in train_sets for s in ds.samples]  # the order of MemorySplit.concat
+    known = {t.name for t in train_sets[0].tasks}
+    unknown = [t for t in cfg.data.balance if t not in known]
+    if unknown:
+        raise FitError(f"data.balance names {', '.join(unknown)}, not a task of this run ({', '.join(sorted(known))})")
+    weights = sample_weights(samples, cfg.data.balance, cfg.data.balance_power)
+    if dist.main:
+        for task in cfg.data.balance:
+            shares = ", ".join(f"{g}: {v:.1%}" for g, v in group_shares(samples, task, weights).items())
+            print(f"balance {task} (power {cfg.data.balance_power}): expected share per group {shares}")
+    return dataclasses.replace(train, weights=torch.from_numpy(weights))
 
 
 # -- the run ----------------------------------------------------------------------------

@@ -200,3 +200,14 @@ freeze.early_freeze = false""")
     run = json.loads((tmp_path / "over" / "run.json").read_text())
     assert run["overlays"] == ["dldl_bn"] and "--overlay" in run["commands"][0]["command"]
     assert float(read_log(tmp_path / "over" / "log.csv")[0]["age_mae"]) > 0
+
+
+def test_a_balanced_run_reports_its_draw_and_a_balance_on_no_task_is_refused(tiny, tmp_path, capsys):
+    config = write_config(tmp_path / "bal.toml", tiny["splits"], 'data.balance = ["race"]\ndata.balance_power = 1.0')
+    assert fit(tiny, config, tmp_path / "run", "--epochs", "1") == 0
+    line = next(l for l in capsys.readouterr().out.splitlines() if l.startswith("balance race"))
+    shares = [float(s.split(": ")[1].rstrip("%")) for s in line.split("group ")[1].split(", ")]
+    assert len(shares) > 1 and max(shares) - min(shares) < 0.2  # power 1: every race drawn equally often
+    wrong = write_config(tmp_path / "wrong.toml", tiny["splits"], 'data.balance = ["smile"]')
+    assert fit(tiny, wrong, tmp_path / "run2", "--epochs", "1") == 2
+    assert "data.balance names smile, not a task of this run" in capsys.readouterr().err
