@@ -93,7 +93,10 @@ def onnx_predictor(path: Path, backend: str = "auto") -> Predictor:
 
     def predict(chips: np.ndarray) -> dict[str, np.ndarray]:
         decoded = model.decode(model.predict_raw(chips))
-        return {name: np.asarray(p.value, np.float64) for name, p in decoded.items()}
+        values = {name: np.asarray(p.value, np.float64) for name, p in decoded.items()}
+        spreads = {spread_key(name): np.asarray(p.spread, np.float64) for name, p in decoded.items()
+                   if p.spread is not None}
+        return {**values, **spreads}
 
     return Predictor(model.spec.tasks, model.spec.name, f"onnxruntime through the engine ({model.provider})", predict)
 
@@ -220,10 +223,17 @@ def chips_from_images(image_dir: Path, samples: Sequence[Sample], detector: str 
     return Chips(chips, tuple(kept), skipped, np.array(boxes, np.float32).reshape(-1, 4))
 
 
+def spread_key(task: str) -> str:
+    """The key of a task's stated spread beside its value in a predictor's output."""
+    return f"{task}_spread"
+
+
 def predict_all(predictor: Predictor, chips: np.ndarray, batch: int = BATCH) -> dict[str, np.ndarray]:
+    """Each scored task's values, and its spreads (``spread_key``) where the predictor states them."""
     parts = [predictor.predict(chips[i:i + batch]) for i in range(0, len(chips), batch)]
-    return {t.name: np.concatenate([p[t.name] for p in parts]) if parts else np.zeros(0)
-            for t in predictor.tasks if task_head(t).scored}
+    names = [t.name for t in predictor.tasks if task_head(t).scored]
+    names += [spread_key(n) for n in names if parts and spread_key(n) in parts[0]]
+    return {n: np.concatenate([p[n] for p in parts]) if parts else np.zeros(0) for n in names}
 
 
 # ---------------------------------------------------------------- evaluation
@@ -266,15 +276,17 @@ def evaluate_split(predictor: Predictor, name: str, samples: Sequence[Sample], l
     done = [s for s in samples if s.file in memo.pred]
     truth = {t.name: np.array([s.targets[t.name] for s in done], np.float64) for t in tasks}
     pred = {t.name: np.array([memo.pred[s.file][t.name] for s in done], np.float64) for t in tasks}
+    spread = {t.name: np.array([memo.pred[s.file][spread_key(t.name)] for s in done], np.float64) for t in tasks
+              if all(spread_key(t.name) in memo.pred[s.file] for s in done)}
     skipped = Counter(loader_skipped)
     skipped.update(memo.skipped[s.file] for s in samples if s.file not in memo.pred)
     listed = len(samples) + sum(loader_skipped.values())
     metrics = {"listed": listed, "evaluated": len(done), "skipped": dict(skipped),
-               **compute_metrics(tasks, truth, pred),
+               **compute_metrics(tasks, truth, pred, spread),
                "faces_found": {"found": len(done), "of": len(samples),
                                "share": len(done) / len(samples) if samples else None,
                                "not_found": {r: n for r, n in skipped.items() if r not in loader_skipped}}}
-    return SplitResult(name, metrics, tuple(s.file for s in done), truth, pred)
+    return SplitResult(name, metrics, tuple(s.file for s in done), truth, pred, spread)
 
 
 def load_split(protocol: str, data: Path, split: str, splits_dir: Path | None,
@@ -321,12 +333,13 @@ def mtfl_landmarks(root: Path) -> dict[str, np.ndarray]:
 
 
 def write_predictions(path: Path, result: SplitResult) -> None:
-    names = list(result.truth)
+    names, spread = list(result.truth), list(result.spread)
     with path.open("w", newline="") as f:
         w = csv.writer(f, lineterminator="\n")
-        w.writerow(["file"] + [f"{n}_true" for n in names] + [f"{n}_pred" for n in names])
+        w.writerow(["file"] + [f"{n}_true" for n in names] + [f"{n}_pred" for n in names] + [spread_key(n) for n in spread])
         for i, file in enumerate(result.files):
-            w.writerow([file] + [f"{result.truth[n][i]:g}" for n in names] + [f"{result.pred[n][i]:.4g}" for n in names])
+            w.writerow([file] + [f"{result.truth[n][i]:g}" for n in names] + [f"{result.pred[n][i]:.4g}" for n in names]
+                       + [f"{result.spread[n][i]:.4g}" for n in spread])
 
 
 def save_engine_chips(folder: Path, made: Sequence[Chips], source: str) -> None:

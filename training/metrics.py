@@ -6,7 +6,7 @@ module is below both, so neither imports the other's internals).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Mapping, Sequence
 
 import numpy as np
@@ -36,6 +36,7 @@ class SplitResult:
     files: tuple[str, ...]
     truth: dict[str, np.ndarray]
     pred: dict[str, np.ndarray]
+    spread: dict[str, np.ndarray] = field(default_factory=dict)  # task -> the model's stated spread, where it states one
 
 
 def _ratio(num: float, den: float) -> float | None:
@@ -53,14 +54,21 @@ def classification_metrics(task: TaskSpec, truth: np.ndarray, pred: np.ndarray) 
             "labels": list(task.labels), "per_class": per_class, "support": support, "confusion": confusion.tolist()}
 
 
-def value_metrics(task: TaskSpec, truth: np.ndarray, pred: np.ndarray) -> dict:
+def value_metrics(task: TaskSpec, truth: np.ndarray, pred: np.ndarray, spread: np.ndarray | None = None) -> dict:
+    """MAE, CS@5, bias, RMSE; with the model's stated ``spread`` (one standard deviation per face)
+    also how often the truth lies within one and two spreads of the value (a Gaussian: 68 %, 95 %)."""
     err = pred - truth
     n = len(err)
-    return {"kind": task.kind, "unit": task.unit, "n": int(n),
-            "mae": float(np.abs(err).mean()) if n else None,
-            "cs5": float((np.abs(err) <= CS_YEARS).mean()) if n else None,
-            "bias": float(err.mean()) if n else None,
-            "rmse": float(np.sqrt((err ** 2).mean())) if n else None}
+    out = {"kind": task.kind, "unit": task.unit, "n": int(n),
+           "mae": float(np.abs(err).mean()) if n else None,
+           "cs5": float((np.abs(err) <= CS_YEARS).mean()) if n else None,
+           "bias": float(err.mean()) if n else None,
+           "rmse": float(np.sqrt((err ** 2).mean())) if n else None}
+    if spread is not None and n:
+        out.update({"spread_median": float(np.median(spread)),
+                    "within_1_spread": float((np.abs(err) <= spread).mean()),
+                    "within_2_spread": float((np.abs(err) <= 2 * spread).mean())})
+    return out
 
 
 def _subset_scores(tasks: Mapping[str, TaskSpec], truth: Mapping[str, np.ndarray], pred: Mapping[str, np.ndarray],
@@ -103,7 +111,7 @@ def band_table(tasks: Mapping[str, TaskSpec], truth: Mapping[str, np.ndarray], p
 
 
 def compute_metrics(tasks: Sequence[TaskSpec], truth: Mapping[str, np.ndarray],
-                    pred: Mapping[str, np.ndarray]) -> dict:
+                    pred: Mapping[str, np.ndarray], spread: Mapping[str, np.ndarray] | None = None) -> dict:
     """Per-task blocks, headline keys (<task>_acc, <task>_mae, <task>_cs5), the race x gender
     table (``groups``) and the age-band table (``bands``)."""
     out: dict = {"tasks": {}}
@@ -112,7 +120,7 @@ def compute_metrics(tasks: Sequence[TaskSpec], truth: Mapping[str, np.ndarray],
             block = classification_metrics(t, truth[t.name], pred[t.name])
             out[f"{t.name}_acc"] = block["accuracy"]
         else:
-            block = value_metrics(t, truth[t.name], pred[t.name])
+            block = value_metrics(t, truth[t.name], pred[t.name], (spread or {}).get(t.name))
             out[f"{t.name}_mae"] = block["mae"]
             out[f"{t.name}_cs5"] = block["cs5"]
         out["tasks"][t.name] = block

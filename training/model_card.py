@@ -247,6 +247,19 @@ def headline_section(path: Path, metrics: dict, split: str, compare: Sequence[tu
     return lines
 
 
+def spread_lines(m: dict) -> list[str]:
+    """How honest the stated spreads are: the share of faces whose truth lies within one and two."""
+    lines = []
+    for name, block in m["tasks"].items():
+        if block.get("within_1_spread") is None:
+            continue
+        lines += ["", f"The {name}'s stated spread (\"34±4\": one standard deviation of the predicted distribution): "
+                  f"the truth lies within one spread of the value for {_pct(block['within_1_spread'])} of the faces "
+                  f"and within two for {_pct(block['within_2_spread'])} (a normal distribution: 68.27 % and 95.45 %); "
+                  f"median spread {_num(block['spread_median'])} {block.get('unit') or ''}".rstrip() + "."]
+    return lines
+
+
 def bands_section(metrics: dict, m: dict) -> list[str]:
     if not m.get("bands") or metrics.get("protocol") == "coral":  # CORAL: ages 21-60 by definition
         return []
@@ -299,7 +312,7 @@ def class_sections(m: dict, tasks: Sequence[str]) -> list[str]:
 def metrics_sections(path: Path, metrics: dict, compare: Sequence[tuple[Path, dict]]) -> list[str]:
     lines = []
     for split, m in metrics["splits"].items():
-        lines += [""] + headline_section(path, metrics, split, compare)
+        lines += [""] + headline_section(path, metrics, split, compare) + spread_lines(m)
         lines += bands_section(metrics, m) + groups_section(m)
         if dataset_of(metrics) == "mtfl":
             lines += class_sections(m, [k for k in ("pose", "gender", "smile", "glasses") if k in m["tasks"]])

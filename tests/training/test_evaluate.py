@@ -186,3 +186,30 @@ def test_saved_engine_chips_read_back_as_a_cache_with_the_same_chips_and_skip_re
     assert np.array_equal(back.chips, np.concatenate([b.chips, a.chips]))
     assert back.skipped == {"c.jpg": "no face found", "e.jpg": "unreadable image"}
     assert cache_source(tmp_path / "engine").endswith("from: images, engine detect (hog)")
+
+
+def test_an_age_distribution_model_has_its_spread_scored_and_written(setup, tmp_path):
+    """The engine states a spread for an age distribution: evaluate scores how often the truth
+    lies within it (against numpy on the graph's own distribution) and writes it per face."""
+    ckpt = make_tiny_checkpoint(tmp_path / "dist.pt", age_kind="expectation",
+                                chips=np.array(ChipCache.open(setup["cache"]).chips))
+    onnx_path = export(ckpt, tmp_path / "dist.onnx", chips_dir=setup["cache"]).path
+    out = tmp_path / "report"
+    evaluate(onnx_path, setup["tiny"].images, "coral", out, chips_dir=setup["cache"],
+             splits_dir=setup["tiny"].splits, progress=False)
+    age = json.loads((out / "metrics.json").read_text())["splits"]["test"]["tasks"]["age"]
+    samples, _, _ = load_utkface_part("coral", setup["tiny"].images, "test", setup["tiny"].splits)
+    cache = ChipCache.open(setup["cache"])
+    have = [s for s in samples if s.file in cache.row_of]
+    chips = np.stack([cache.chips[cache.row_of[s.file]] for s in have])
+    (probs,) = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"]).run(["age"], {"chips": chips})
+    bins = np.arange(21, 61, dtype=np.float64)
+    mean = probs @ bins
+    sd = np.sqrt(probs @ bins ** 2 - mean ** 2)
+    err = np.abs(mean - np.array([s.targets["age"] for s in have]))
+    assert age["within_1_spread"] == pytest.approx((err <= sd).mean())
+    assert age["within_2_spread"] == pytest.approx((err <= 2 * sd).mean())
+    assert age["spread_median"] == pytest.approx(np.median(sd), rel=1e-4)
+    with (out / "predictions_test.csv").open() as f:
+        header, first = f.readline().strip().split(","), f.readline().strip().split(",")
+    assert header[-1] == "age_spread" and float(first[-1]) == pytest.approx(sd[0], rel=1e-3)

@@ -67,3 +67,18 @@ def test_compute_metrics_holds_bands_groups_and_class_support():
     race = classification_metrics(TASKS["race"], truth["race"], pred["race"])
     assert race["support"] == {label: int((truth["race"] == i).sum()) for i, label in enumerate(TASKS["race"].labels)}
     assert out["tasks"]["race"] == race
+
+
+def test_a_stated_spread_is_scored_by_how_often_the_truth_lies_within_it():
+    truth = {"age": np.array([30.0, 30.0, 30.0, 30.0])}
+    pred = {"age": np.array([31.0, 34.0, 37.0, 30.0])}  # errors 1, 4, 7, 0
+    spread = {"age": np.array([2.0, 3.0, 3.0, 1.0])}  # within one: 1st, 4th; within two: also the 2nd
+    block = compute_metrics([TASKS["age"]], truth, pred, spread)["tasks"]["age"]
+    assert (block["within_1_spread"], block["within_2_spread"], block["spread_median"]) == (0.5, 0.75, 2.5)
+    rng = np.random.default_rng(0)  # a model whose errors are normal with the spread it states: 68 % / 95 %
+    sd = rng.uniform(2, 10, 20000)
+    honest = compute_metrics([TASKS["age"]], {"age": np.full(20000, 40.0)}, {"age": 40 + rng.normal(0, sd)},
+                             {"age": sd})["tasks"]["age"]
+    assert honest["within_1_spread"] == pytest.approx(0.6827, abs=0.01)
+    assert honest["within_2_spread"] == pytest.approx(0.9545, abs=0.005)
+    assert "within_1_spread" not in compute_metrics([TASKS["age"]], truth, pred)["tasks"]["age"]  # no spread stated

@@ -17,10 +17,10 @@ from training.mtfl import MTFL_TASKS
 UTK = utk_tasks("full")
 
 
-def _split(tasks, truth, pred, skipped: dict) -> dict:
+def _split(tasks, truth, pred, skipped: dict, spread=None) -> dict:
     n = len(next(iter(truth.values())))
     listed = n + sum(skipped.values())
-    return {"listed": listed, "evaluated": n, "skipped": skipped, **compute_metrics(tasks, truth, pred),
+    return {"listed": listed, "evaluated": n, "skipped": skipped, **compute_metrics(tasks, truth, pred, spread),
             "faces_found": {"found": n, "of": listed, "share": n / listed, "not_found": skipped}}
 
 
@@ -52,6 +52,7 @@ def files(tmp_path_factory):
     full_valid = _utk(rng, 600, np.arange(1, 100))
     full_test = _utk(rng, 300, np.arange(21, 61))
     coral = _utk(rng, 300, np.arange(21, 61))
+    coral_spread = {"age": np.full(300, 5.0)}  # the stated spread (the fixture's age errors have sd 5)
     thesis = _utk(rng, 300, np.arange(21, 61))
     n = 200
     mt = {"gender": rng.integers(0, 2, n).astype(float), "smile": rng.integers(0, 2, n).astype(float),
@@ -60,7 +61,7 @@ def files(tmp_path_factory):
     out = {
         "full": _write(root / "full", "full", "utkface", {"test": _split(UTK, *full_test, {"no face found": 4}),
                                                           "valid": _split(UTK, *full_valid, {})}),
-        "coral": _write(root / "coral", "coral", "utkface", {"test": _split(UTK, *coral, {"no face found": 2})},
+        "coral": _write(root / "coral", "coral", "utkface", {"test": _split(UTK, *coral, {"no face found": 2}, coral_spread)},
                         reference=REFERENCE),
         "thesis": _write(root / "thesis", "coral", "utkface", {"test": _split(UTK, *thesis, {})},
                          model="assets/models/thesis/faceattr-utkface-coral.onnx", name="utkface-dlib-resnet29-mtl"),
@@ -133,6 +134,14 @@ def test_coral_has_the_thesis_reference_and_the_compared_model(files, block):
     assert f"than 0.3 points and 0.15 years worse than it): gender {bar[0]}, race {bar[1]}, age {bar[2]}." in block
     coral = block[block.index("### UTKFace CORAL test"):block.index("### MTFL")]
     assert "#### By age band" not in coral and "This split holds no face" not in coral
+
+
+def test_the_age_spread_is_scored_where_the_evaluation_measured_it(files, block):
+    age = _metrics(files["coral"])["test"]["tasks"]["age"]
+    assert (f"the truth lies within one spread of the value for {100 * age['within_1_spread']:.2f} % of the faces "
+            f"and within two for {100 * age['within_2_spread']:.2f} % (a normal distribution: 68.27 % and 95.45 %); "
+            "median spread 5.00 years.") in block
+    assert block.count("stated spread") == 1  # only the split that measured it
 
 
 def test_mtfl_has_faces_found_targets_and_class_tables(files, block):
