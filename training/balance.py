@@ -12,46 +12,47 @@ has no age; a UTKFace sample has no pose).
 """
 from __future__ import annotations
 
-from collections import Counter
 from typing import Sequence
 
 import numpy as np
 
-from training.metrics import AGE_BANDS
+from training.metrics import AGE_BANDS, band_mask
 from training.samples import Sample
 
 
-def age_band(years: float) -> int:
+def age_bands(ages: np.ndarray) -> np.ndarray:
+    """The index in ``AGE_BANDS`` of each age (``training.metrics.band_mask``'s edges)."""
+    ages = np.asarray(ages, np.float64)
+    bands = np.zeros(len(ages), np.int64)
     for i, (lo, hi) in enumerate(AGE_BANDS):
-        if years >= lo and (hi is None or years < hi + 1):
-            return i
-    return 0
+        bands[band_mask(ages, lo, hi)] = i
+    return bands
 
 
-def group_of(task: str, label: float) -> int:
-    """The balancing group of one label: the age band for age, else the class index."""
-    return age_band(label) if task == "age" else int(label)
+def labelled_groups(samples: Sequence[Sample], task: str) -> tuple[np.ndarray, np.ndarray]:
+    """The rows labelled for ``task`` and the balancing group of each: the age band for age,
+    else the class index."""
+    rows = np.array([i for i, s in enumerate(samples) if task in s.targets], np.int64)
+    labels = np.array([samples[i].targets[task] for i in rows], np.float64)
+    return rows, (age_bands(labels) if task == "age" else labels.astype(np.int64))
 
 
 def sample_weights(samples: Sequence[Sample], tasks: Sequence[str], power: float) -> np.ndarray:
     """One drawing weight per sample (mean 1 over the samples labelled for each balanced task)."""
     weights = np.ones(len(samples), np.float64)
     for task in tasks:
-        rows = [i for i, s in enumerate(samples) if task in s.targets]
-        if not rows:
+        rows, groups = labelled_groups(samples, task)
+        if not len(rows):
             continue
-        groups = [group_of(task, samples[i].targets[task]) for i in rows]
-        counts = Counter(groups)
-        w = np.array([(counts[g] / len(rows)) ** -power for g in groups])
+        _, index, counts = np.unique(groups, return_inverse=True, return_counts=True)
+        w = (counts[index] / len(rows)) ** -power
         weights[rows] *= w / w.mean()
     return weights
 
 
 def group_shares(samples: Sequence[Sample], task: str, weights: np.ndarray) -> dict[int, float]:
     """The expected share of each group of ``task`` in a draw with these weights (for the log)."""
-    rows = [i for i, s in enumerate(samples) if task in s.targets]
-    total = sum(weights[i] for i in rows) or 1.0
-    shares: Counter = Counter()
-    for i in rows:
-        shares[group_of(task, samples[i].targets[task])] += weights[i] / total
-    return dict(sorted(shares.items()))
+    rows, groups = labelled_groups(samples, task)
+    w = weights[rows]
+    total = w.sum() or 1.0
+    return {int(g): float(w[groups == g].sum() / total) for g in np.unique(groups)}

@@ -5,8 +5,8 @@ the stem cache was built with flips).
 
 Shuffling draws a permutation (or, with ``weights``, N samples with replacement) from a
 generator seeded with (seed, epoch), the same on every DDP rank; each rank takes every
-world-th index of it, cut to the same length on all ranks so their steps stay in lockstep. Validation shards ``range(rank, N, world)`` so that
-every sample is seen once over all ranks. The random stem view is drawn from torch's global
+world-th index of it, cut to the same length on all ranks so their steps stay in lockstep.
+Validation shards ``range(rank, N, world)`` so that every sample is seen once over all ranks. The random stem view is drawn from torch's global
 RNG (checkpointed by the loop).
 """
 from __future__ import annotations

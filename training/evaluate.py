@@ -336,7 +336,8 @@ def write_predictions(path: Path, result: SplitResult) -> None:
     names, spread = list(result.truth), list(result.spread)
     with path.open("w", newline="") as f:
         w = csv.writer(f, lineterminator="\n")
-        w.writerow(["file"] + [f"{n}_true" for n in names] + [f"{n}_pred" for n in names] + [spread_key(n) for n in spread])
+        w.writerow(["file"] + [f"{n}_true" for n in names] + [f"{n}_pred" for n in names]
+                   + [spread_key(n) for n in spread])
         for i, file in enumerate(result.files):
             w.writerow([file] + [f"{result.truth[n][i]:g}" for n in names] + [f"{result.pred[n][i]:.4g}" for n in names]
                        + [f"{result.spread[n][i]:.4g}" for n in spread])

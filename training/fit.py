@@ -141,29 +141,27 @@ def memory_splits(cfg: Config, net: MultiTaskNet, train_sets: list[ChipDataset],
     if stem_n:
         if len(train_sets) > 1:
             raise FitError("speed.cache_stem works on one dataset; turn it off for joined datasets")
-        train = stem_split(cfg, net, train_sets[0], stem_n, "train", cfg.data.flip, dist)
-        valid = stem_split(cfg, net, valid_sets[0], stem_n, "valid", False, dist)
-    else:
-        train = MemorySplit.concat([MemorySplit.from_chips(ds) for ds in train_sets])
-        valid = MemorySplit.concat([MemorySplit.from_chips(ds) for ds in valid_sets])
-    return balanced(cfg, train, train_sets, dist), valid
+        return (stem_split(cfg, net, train_sets[0], stem_n, "train", cfg.data.flip, dist),
+                stem_split(cfg, net, valid_sets[0], stem_n, "valid", False, dist))
+    return (MemorySplit.concat([MemorySplit.from_chips(ds) for ds in train_sets]),
+            MemorySplit.concat([MemorySplit.from_chips(ds) for ds in valid_sets]))
 
 
-def balanced(cfg: Config, train: MemorySplit, train_sets: list[ChipDataset], dist: Dist) -> MemorySplit:
-    """The training split with drawing weights when ``data.balance`` names tasks (training/balance.py)."""
+def draw_weights(cfg: Config, train_sets: list[ChipDataset], log) -> torch.Tensor | None:
+    """Training draw weights when ``data.balance`` names tasks (training/balance.py), in the
+    order of ``MemorySplit.concat``; None for the plain shuffle."""
     if not cfg.data.balance:
-        return train
-    samples = [s for ds in train_sets for s in ds.samples]  # the order of MemorySplit.concat
+        return None
     known = {t.name for t in train_sets[0].tasks}
     unknown = [t for t in cfg.data.balance if t not in known]
     if unknown:
         raise FitError(f"data.balance names {', '.join(unknown)}, not a task of this run ({', '.join(sorted(known))})")
+    samples = [s for ds in train_sets for s in ds.samples]
     weights = sample_weights(samples, cfg.data.balance, cfg.data.balance_power)
-    if dist.main:
-        for task in cfg.data.balance:
-            shares = ", ".join(f"{g}: {v:.1%}" for g, v in group_shares(samples, task, weights).items())
-            print(f"balance {task} (power {cfg.data.balance_power}): expected share per group {shares}")
-    return dataclasses.replace(train, weights=torch.from_numpy(weights))
+    for task in cfg.data.balance:
+        shares = ", ".join(f"{g}: {v:.1%}" for g, v in group_shares(samples, task, weights).items())
+        log(f"balance {task} (power {cfg.data.balance_power}): expected share per group {shares}")
+    return torch.from_numpy(weights)
 
 
 # -- the run ----------------------------------------------------------------------------
@@ -189,7 +187,10 @@ def fit(cfg: Config, out: Path, resume_from: dict | None, dist: Dist, max_sample
     parts.apply(net)
     stem_n = stem_stages(cfg, net)
     frozen_n = len(net.backbone.stages) if cfg.speed.frozen_stages < 0 else cfg.speed.frozen_stages
+    weights = draw_weights(cfg, train_sets, log)  # before the chips are read: a bad balance stops early
     train, valid = memory_splits(cfg, net, train_sets, valid_sets, stem_n, dist)
+    if weights is not None:
+        train = dataclasses.replace(train, weights=weights)
     batch = cfg.optim.batch_size
 
     state = TrainState.create(cfg, net, parts, train.train_steps(batch, dist.world), dist.device)

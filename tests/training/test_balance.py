@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from training.balance import age_band, group_shares, sample_weights
+from training.balance import age_bands, group_shares, sample_weights
 from training.batches import MemorySplit
 from training.samples import Sample
 
@@ -19,7 +19,7 @@ def mtfl(pose):
 
 
 def test_age_bands_are_the_evaluation_bands_with_both_ends_included():
-    assert [age_band(a) for a in (0, 12, 13, 20, 21, 40, 41, 60, 61, 116)] == [0, 0, 1, 1, 2, 2, 3, 3, 4, 4]
+    assert age_bands(np.array([0, 12, 13, 20, 21, 40, 41, 60, 61, 116])).tolist() == [0, 0, 1, 1, 2, 2, 3, 3, 4, 4]
 
 
 def test_power_one_draws_every_group_equally_and_power_zero_is_the_plain_shuffle():
