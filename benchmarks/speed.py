@@ -53,6 +53,12 @@ def gpu_section(out_dir: Path) -> dict:
                     f"{path} when a session with a GPU writes it"}
 
 
+def _only(variants: tuple, text: str | None) -> tuple:
+    """The settings whose name holds any of the comma-separated texts (all without ``text``)."""
+    wanted = [t.strip() for t in (text or "").split(",") if t.strip()]
+    return tuple(v for v in variants if not wanted or any(t in v.name for t in wanted))
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks.speed", description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="tiny sizes, a smoke run (numbers are not results)")
@@ -66,6 +72,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-peers", action="store_true", help="skip the peer networks")
     p.add_argument("--hd-videos", help=f"live_hd: comma list of {', '.join(VIDEOS)} (default: all); "
                    "built into <out>/videos when missing")
+    p.add_argument("--only", help="live and live_hd: only the settings whose name holds one of these comma-separated texts "
+                   "(e.g. 'mtcnn,window defaults')")
     args = p.parse_args(argv)
     sections = [s.strip() for s in args.sections.split(",") if s.strip()]
     unknown = [s for s in sections if s not in SECTIONS]
@@ -107,14 +115,14 @@ def main(argv: list[str] | None = None) -> int:
                 spin_frame=compose_frame((640, 480), 4, crops, seed=4))
         if "live" in sections:
             print("speed: live pipeline")
-            variants = LIVE_VARIANTS if not args.quick else LIVE_VARIANTS[:2]
+            variants = _only(LIVE_VARIANTS if not args.quick else LIVE_VARIANTS[:2], args.only)
             body["sections"]["live"] = measure_live(choice.path, Path(video), seconds, variants)
         if "live_hd" in sections:
             print("speed: live pipeline on composed HD videos")
             names = [s.strip() for s in args.hd_videos.split(",")] if args.hd_videos else None
             body["sections"]["live_hd"] = measure_live_hd(
                 choice.path, seconds, args.out / "videos", names,
-                variants=QUICK_VARIANTS if args.quick else HD_VARIANTS, quick=args.quick)
+                variants=_only(QUICK_VARIANTS if args.quick else HD_VARIANTS, args.only), quick=args.quick)
         if "annotate" in sections:
             print("speed: batch annotation")
             body["sections"]["annotate"] = measure_annotation(choice.path, Path(video),

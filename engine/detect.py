@@ -1,4 +1,4 @@
-"""Face detection with dlib: HOG (default, fast) or the CNN (mmod) detector.
+"""Face detection: dlib's HOG (default) or CNN (mmod) detector, or MTCNN (``engine/mtcnn.py``).
 
 The size of the image a detector runs on follows from the frame and the smallest face
 the user wants found (``min_face``, px in the frame), not from a fixed width: each
@@ -177,6 +177,8 @@ class CnnDetector(_DlibDetector):
         return Faces.from_boxes(to_frame_xyxy([d.rect for d in dets], scale, border),
                                 np.array([d.confidence for d in dets], np.float32))
 
+
+from engine import mtcnn  # noqa: E402,F401  (registers "mtcnn"; it builds on the helpers above)
 
 DETECTORS: tuple[str, ...] = tuple(_REGISTRY)
 DETECTOR_TITLES: dict[str, str] = {name: title for name, (title, _) in _REGISTRY.items()}

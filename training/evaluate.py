@@ -39,6 +39,7 @@ from typing import Callable, Mapping, Sequence
 import cv2
 import numpy as np
 
+from engine.detect import DETECTORS
 from engine.modelspec import TaskSpec
 from training.celeba import load_celeba
 from training.samples import DataError, Sample
@@ -439,7 +440,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--splits-dir", type=Path, help="protocol files (default: training/splits)")
     p.add_argument("--attributes", nargs="+", default=["Male", "Young"], help="CelebA attributes")
     p.add_argument("--backend", default="auto", help="ONNX Runtime backend for .onnx models (auto, cpu, cuda, tensorrt)")
-    p.add_argument("--detector", default="hog", help="with --from-images: hog or cnn")
+    p.add_argument("--detector", default="hog", choices=DETECTORS, help="with --from-images: the engine's face detector")
     p.add_argument("--upsample", type=int, default=0, help="with --from-images: detector upsampling")
     p.add_argument("--save-chips", type=Path, help="with --from-images: keep the engine's chips as a cache in this folder "
                    "(then --chips FOLDER scores other models on the same chips)")
