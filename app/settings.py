@@ -43,10 +43,10 @@ class AppSettings:
     detector: str = PipelineConfig.detector  # the engine's default detector
     upsample: int = 0
     # Live defaults, chosen from the quiet live runs (benchmarks/RESULTS.md, "The window's
-    # defaults"): MTCNN (the engine's default detector), a full scan every 3rd frame with
-    # region scans in between, and faces from 60 px. On 1280x720 with 5 faces of 60-200 px
-    # that gave 15.2 fps at 99.7 % recall (HOG with the same settings: 9.3 fps, 98.9 %), on
-    # the 640x480 sample 25.3 fps at 100 % (HOG: 18.8 fps).
+    # defaults"): MTCNN (the engine's default detector), a full scan every 3rd frame, O-Net
+    # checks of the tracked faces in between (PipelineConfig.region_confirm), faces from 60 px.
+    # On 1280x720 with 5 faces of 60-200 px that gave 19.7 fps at 99.7 % recall (HOG with
+    # region scans: 9.3 fps, 98.9 %), on the 640x480 sample 26.0 fps at 100 % (HOG: 18.8 fps).
     # The command line keeps engine.detect.DEFAULT_MIN_FACE (40) and detects every frame.
     min_face: int = LIVE_MIN_FACE  # px: the smallest face found (sets the detection scale)
     detect_every: int = 3

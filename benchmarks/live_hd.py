@@ -47,11 +47,13 @@ class HdVariant:
     region_face_ratio: float = 0.7
     min_face: int = HD_MIN_FACE
     detector: str = "hog"
+    region_confirm: bool = False  # the detector's confirm() on the tracked boxes instead of region scans
 
     def config(self, model_path: Path, backend: str) -> PipelineConfig:
         return PipelineConfig(model_path=Path(model_path), backend=backend, min_face=self.min_face, detector=self.detector,
                               detect_every=self.detect_every, background_detect=self.background,
-                              region_scans=self.region_margin is not None,
+                              region_scans=self.region_margin is not None or self.region_confirm,
+                              region_confirm=self.region_confirm,
                               region_margin=self.region_margin if self.region_margin is not None else 0.3,
                               region_face_ratio=self.region_face_ratio)
 
@@ -77,6 +79,10 @@ def _variants() -> tuple[HdVariant, ...]:
                               detector="mtcnn"))
     rows.append(HdVariant("mtcnn: background, no regions", background=True, detector="mtcnn"))
     rows.append(HdVariant("mtcnn: background, regions 0.3", background=True, region_margin=0.3, detector="mtcnn"))
+    for every in (2, 3):
+        rows.append(HdVariant(f"mtcnn: full scan every {every}, O-Net checks", detect_every=every, region_confirm=True,
+                              detector="mtcnn"))
+    rows.append(HdVariant("mtcnn: background, O-Net checks", background=True, region_confirm=True, detector="mtcnn"))
     return tuple(rows)
 
 
@@ -200,7 +206,8 @@ def measure_live_hd(model_path: Path, seconds: float, video_dir: Path, names: li
             r.update(face_events(truth, seen))
             r.update({"variant": v.name, "detect_every": v.detect_every, "background_detect": v.background,
                       "region_margin": v.region_margin, "region_face_ratio": v.region_face_ratio,
-                      "min_face": v.min_face, "detector": v.detector, "loadavg_before": load_before, "loadavg_after": loadavg()})
+                      "min_face": v.min_face, "detector": v.detector,
+                      "region_confirm": v.region_confirm, "loadavg_before": load_before, "loadavg_after": loadavg()})
             r["meets_target"] = _verdict(r, target)
             rows.append(r)
             st = r["stage_median_ms"]

@@ -184,6 +184,12 @@ DETECTORS: tuple[str, ...] = tuple(_REGISTRY)
 DETECTOR_TITLES: dict[str, str] = {name: title for name, (title, _) in _REGISTRY.items()}
 
 
+def can_confirm(detector: object) -> bool:
+    """Whether a detector checks known boxes itself (``confirm(image_bgr, xyxy) -> Faces``, as
+    MTCNN's O-Net does): region scans can then use it instead of searching around each face."""
+    return callable(getattr(detector, "confirm", None))
+
+
 def create_detector(name: str = "hog", upsample: int = 0, min_face: int = DEFAULT_MIN_FACE) -> Detector:
     """A detector by name; raises ValueError naming the choices (or the bad min_face)."""
     if name not in _REGISTRY:

@@ -94,6 +94,14 @@ def hog_like(xyxy: np.ndarray, fit: dict[str, float] = HOG_LIKE) -> np.ndarray:
     return np.stack([cx - half, cy - half, cx + half, cy + half], axis=1).astype(np.float32)
 
 
+def from_hog_like(xyxy: np.ndarray, fit: dict[str, float] = HOG_LIKE) -> np.ndarray:
+    """HOG-like boxes -> the square MTCNN boxes they came from (the inverse of ``hog_like``)."""
+    side = np.max(xyxy[:, 2:4] - xyxy[:, 0:2], axis=1) / fit["k"]
+    cx = (xyxy[:, 0] + xyxy[:, 2]) / 2 - fit["dx"] * side
+    cy = (xyxy[:, 1] + xyxy[:, 3]) / 2 - fit["dy"] * side
+    return np.stack([cx - side / 2, cy - side / 2, cx + side / 2, cy + side / 2], axis=1).astype(np.float32)
+
+
 def _session(name: str):
     import onnxruntime as ort
 
@@ -131,6 +139,21 @@ class MtcnnDetector:
         rgb, _, border = prepare(image_bgr, 1.0, pad)
         xyxy, scores = self.cascade(rgb, first)
         return Faces.from_boxes(hog_like(xyxy) - np.float32(border), scores)
+
+    def confirm(self, image_bgr: np.ndarray, xyxy: np.ndarray) -> Faces:
+        """The faces still at ``xyxy`` (HOG-like boxes of known faces, frame px), re-placed:
+        O-Net alone on each box, as MTCNN's last stage judges a candidate. About 1 ms for
+        five faces where a search of the regions around them costs 15-20 ms (1280x720);
+        it finds no new face (the full scans do)."""
+        if not len(xyxy):
+            return Faces.from_boxes(np.zeros((0, 4), np.float32), np.zeros(0, np.float32))
+        boxes = from_hog_like(np.asarray(xyxy, np.float32).reshape(-1, 4))
+        chips = crops(image_bgr, boxes, 48)[..., ::-1]
+        prob, offsets = self._nets[2].run(None, {"image": _normalise(chips)})[:2]
+        ok = prob.reshape(-1) >= self.thresholds[2]
+        boxes = _regress(boxes[ok], offsets[ok])
+        keep = nms_keep(boxes, prob.reshape(-1)[ok], 0.7, by_min=True)
+        return Faces.from_boxes(hog_like(boxes[keep]), prob.reshape(-1)[ok][keep].astype(np.float32))
 
     def cascade(self, rgb: np.ndarray, first_scale: float) -> tuple[np.ndarray, np.ndarray]:
         """MTCNN boxes (image px) and O-Net's face probabilities, searching from ``first_scale`` down."""

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from engine.detect import MAX_UPSCALE, nms
+from engine.detect import MAX_UPSCALE, can_confirm, nms
 from engine.track import greedy_match, iou_matrix
 from engine.types import Faces
 
@@ -109,6 +109,9 @@ class RegionScanner:
     margin: float = REGION_MARGIN
     face_ratio: float = REGION_FACE_RATIO
     drop_after: int = DROP_AFTER_MISSES
+    # Check each tracked box with the detector's ``confirm(image_bgr, xyxy) -> Faces`` (MTCNN's
+    # O-Net) instead of searching a region around it: far cheaper, finds no face entering a region
+    confirm_only: bool = False
     regions_last: int = 0  # regions searched by the last call (benchmarks, tests)
     _misses: dict[int, int] = field(default_factory=dict, repr=False)  # track id -> misses running
     # per row of the last call's faces: the id a missed (forgiven) row carried, else -1; its misses
@@ -122,6 +125,9 @@ class RegionScanner:
             raise ValueError(f"region_face_ratio must be between 0 and 1, got {self.face_ratio}")
         if int(self.drop_after) < 1:
             raise ValueError(f"region_drop_after must be 1 or more frames, got {self.drop_after}")
+        if self.confirm_only and not can_confirm(self.detector):
+            raise ValueError(f"region_confirm: the {getattr(self.detector, 'name', '?')} detector cannot confirm "
+                             "boxes (mtcnn can); use region scans")
 
     def scale_for(self, face_w: float) -> float:
         """The detection scale of a region whose smallest tracked face is ``face_w`` px wide."""
@@ -129,7 +135,11 @@ class RegionScanner:
         return min(MAX_UPSCALE, self.detector.native_min_face_px / smallest)
 
     def scan(self, image_bgr: np.ndarray, xyxy: np.ndarray) -> Faces:
-        """The faces the detector finds in the regions around ``xyxy`` (boxes in frame pixels)."""
+        """The faces the detector finds in the regions around ``xyxy`` (boxes in frame pixels);
+        with ``confirm_only``, the detector's own check of the boxes (``confirm``) instead."""
+        if self.confirm_only:
+            self.regions_last = len(xyxy)
+            return self.detector.confirm(image_bgr, xyxy)
         h, w = image_bgr.shape[:2]
         regions, face_w = regions_around(xyxy, self.margin, (w, h))
         self.regions_last = len(regions)

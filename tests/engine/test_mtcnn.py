@@ -93,3 +93,21 @@ def test_a_missing_network_file_names_itself(monkeypatch, tmp_path):
     monkeypatch.setattr(assets, "bundle_root", lambda: tmp_path)
     with pytest.raises(FileNotFoundError, match="mtcnn_pnet.onnx"):
         create_detector("mtcnn")
+
+
+def test_confirm_re_places_a_shifted_box_and_rejects_a_box_on_no_face(detector, astronaut_bgr):
+    face = detector(astronaut_bgr).xyxy
+    w = float(face[0, 2] - face[0, 0])
+    shifted = face + np.array([0.15 * w, 0.1 * w, 0.15 * w, 0.1 * w], np.float32)
+    back = detector.confirm(astronaut_bgr, shifted)
+    assert len(back) == 1 and iou_matrix(face, back.xyxy)[0, 0] > iou_matrix(face, shifted)[0, 0]
+    assert iou_matrix(face, back.xyxy)[0, 0] >= 0.8
+    assert len(detector.confirm(astronaut_bgr, np.array([[10, 300, 90, 380]], np.float32))) == 0  # sleeve, no face
+    assert len(detector.confirm(astronaut_bgr, np.zeros((0, 4), np.float32))) == 0
+
+
+def test_from_hog_like_inverts_hog_like():
+    boxes = np.array([[10, 20, 110, 130], [300, 40, 360, 100]], np.float32)
+    square = mtcnn.from_hog_like(mtcnn.hog_like(boxes))
+    again = mtcnn.hog_like(square)
+    assert np.allclose(again, mtcnn.hog_like(boxes), atol=1e-3)

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from benchmarks.composed_videos import Actor, make_card, truth_path, write_actors
-from engine.detect import HogDetector
+from engine.detect import HogDetector, create_detector
 from engine.pipeline import Pipeline, PipelineConfig
 from engine.region_scan import RegionScanner, regions_around
 from engine.sources import open_source
@@ -39,6 +39,8 @@ def come_and_go(cards, tmp_path_factory):
 
 
 def _run(model_path, video, **config):
+    """Region searches unless the test asks for the detector's own checks (``region_confirm``)."""
+    config = {"region_confirm": False, **config}
     pipe = Pipeline.create(PipelineConfig(model_path, backend="cpu", min_face=70, **config))
     try:
         return list(pipe.run(open_source(video), live=False))
@@ -57,6 +59,9 @@ def _truth_box(truth, frame, portrait):
 @pytest.mark.parametrize("mode, enter_by", [
     ({"detect_every": 3}, ENTER + 2),  # a full scan on every 3rd frame: the face is in one of ENTER..ENTER+2
     ({"background_detect": True}, ENTER + 3),  # a scan at most 2 frames old, started at most a frame late
+    ({"detect_every": 3, "region_confirm": True}, ENTER + 2),  # MTCNN's O-Net checks instead of region searches
+    ({"background_detect": True, "region_confirm": True}, ENTER + 3),
+    ({"detect_every": 3, "detector": "hog"}, ENTER + 2),
 ])
 def test_a_new_face_shows_and_a_gone_face_drops_within_3_frames(tiny_model_path, come_and_go, mode, enter_by):
     video, truth = come_and_go
@@ -80,7 +85,9 @@ def test_a_new_face_shows_and_a_gone_face_drops_within_3_frames(tiny_model_path,
     assert any("regions" in r.timings_ms for r in results)
 
 
-@pytest.mark.parametrize("mode", [{"detect_every": 1000}, {"background_detect": True}])
+@pytest.mark.parametrize("mode", [{"detect_every": 1000}, {"background_detect": True},
+                                  {"detect_every": 1000, "region_confirm": True},
+                                  {"detect_every": 1000, "detector": "hog"}])
 def test_ids_survive_per_frame_landmark_refits_and_region_scans(tiny_model_path, come_and_go, mode):
     """Full scans only on the first frame (or in the background): every other frame refits
     the landmarks in the tracked boxes and scans regions around them; the moving face keeps
@@ -141,6 +148,40 @@ def test_the_scanner_confirms_re_places_forgives_once_then_drops(cards):
     scanner.settle(np.zeros(0, np.int64))
     assert len(scanner(empty, out)) == 1  # forgiven again, but ...
     assert scanner.settle(np.array([8])).tolist() == [False]  # ... the tracker no longer sees that face: gone
+
+
+def test_o_net_checks_re_place_a_moved_face_and_drop_a_gone_one(cards):
+    """MTCNN's ``confirm`` instead of a region search: a face that moved a fifth of its width
+    keeps its id on the box O-Net re-places; a face that left is forgiven once, then dropped."""
+    card = cards[0]
+    frame = np.full((SIZE_WH[1], SIZE_WH[0], 3), (70, 90, 80), np.uint8)
+    ch, cw = card.image_bgr.shape[:2]
+    frame[40:40 + ch, 200:200 + cw] = card.image_bgr
+    face = card.face_xyxy + np.array([200, 40, 200, 40], np.float32)
+    w = float(face[2] - face[0])
+    moved = face + np.array([-0.2 * w, 0, -0.2 * w, 0], np.float32)
+    tracked = Faces.from_boxes(moved[None], np.ones(1)).replace(
+        track_id=np.array([7]), landmarks_xy=np.zeros((1, 5, 2), np.float32))
+    scanner = RegionScanner(create_detector("mtcnn", min_face=70), min_face=70, confirm_only=True)
+    out = scanner(frame, tracked)
+    assert out.track_id.tolist() == [7] and iou_matrix(face[None], out.xyxy)[0, 0] >= 0.6
+    assert scanner.regions_last == 1 and scanner.settle(out.track_id).tolist() == [True]
+    empty = np.full_like(frame, (70, 90, 80))
+    gone = scanner(empty, out)
+    assert gone.track_id.tolist() == [7]
+    scanner.settle(gone.track_id)
+    assert len(scanner(empty, gone)) == 0
+
+
+def test_o_net_checks_need_a_detector_that_can_confirm(tiny_model_path):
+    with pytest.raises(ValueError, match="region_confirm: the hog detector"):
+        Pipeline.create(PipelineConfig(tiny_model_path, backend="cpu", detector="hog", region_confirm=True))
+    pipe = Pipeline.create(PipelineConfig(tiny_model_path, backend="cpu", detector="hog"))  # None: searches
+    assert pipe.regions is not None and not pipe.regions.confirm_only
+    pipe.close()
+    pipe = Pipeline.create(PipelineConfig(tiny_model_path, backend="cpu", detector="mtcnn"))  # None: O-Net checks
+    assert pipe.regions.confirm_only
+    pipe.close()
 
 
 def test_regions_grow_by_the_margin_clip_to_the_frame_and_merge_when_cheaper():
