@@ -118,7 +118,7 @@ def frontal_face_detector():
     return dlib.get_frontal_face_detector()
 
 
-@register_detector("hog", "HOG (fast)")
+@register_detector("hog", "HOG (dlib)")
 @dataclass
 class HogDetector(_DlibDetector):
     """dlib's frontal HOG + linear SVM detector (window 80×80; finds faces from ~70 px)."""
