@@ -124,16 +124,22 @@ def test_a_face_that_jumped_is_found_where_it_is_now(tiny_model_path, cards, tmp
     assert not any(r.detected for r in results[1:])
 
 
-def test_the_scanner_confirms_re_places_forgives_once_then_drops(cards):
-    card = cards[0]
+def _one_face_moved(card, shift: float) -> tuple[np.ndarray, np.ndarray, Faces]:
+    """(frame, the face's box in it, the face tracked at id 7 where it was a frame ago:
+    ``shift`` of its width to the left)."""
     frame = np.full((SIZE_WH[1], SIZE_WH[0], 3), (70, 90, 80), np.uint8)
     ch, cw = card.image_bgr.shape[:2]
     frame[40:40 + ch, 200:200 + cw] = card.image_bgr
     face = card.face_xyxy + np.array([200, 40, 200, 40], np.float32)
     w = float(face[2] - face[0])
-    moved = face + np.array([-0.45 * w, 0, -0.45 * w, 0], np.float32)  # where it was a frame ago
+    moved = face + np.array([-shift * w, 0, -shift * w, 0], np.float32)
     tracked = Faces.from_boxes(moved[None], np.ones(1)).replace(
         track_id=np.array([7]), landmarks_xy=np.zeros((1, 5, 2), np.float32))
+    return frame, face, tracked
+
+
+def test_the_scanner_confirms_re_places_forgives_once_then_drops(cards):
+    frame, face, tracked = _one_face_moved(cards[0], 0.45)
     scanner = RegionScanner(HogDetector(min_face=70), min_face=70, margin=0.7)
     out = scanner(frame, tracked)
     assert out.track_id.tolist() == [7] and iou_matrix(face[None], out.xyxy)[0, 0] >= 0.5
@@ -153,15 +159,7 @@ def test_the_scanner_confirms_re_places_forgives_once_then_drops(cards):
 def test_o_net_checks_re_place_a_moved_face_and_drop_a_gone_one(cards):
     """MTCNN's ``confirm`` instead of a region search: a face that moved a fifth of its width
     keeps its id on the box O-Net re-places; a face that left is forgiven once, then dropped."""
-    card = cards[0]
-    frame = np.full((SIZE_WH[1], SIZE_WH[0], 3), (70, 90, 80), np.uint8)
-    ch, cw = card.image_bgr.shape[:2]
-    frame[40:40 + ch, 200:200 + cw] = card.image_bgr
-    face = card.face_xyxy + np.array([200, 40, 200, 40], np.float32)
-    w = float(face[2] - face[0])
-    moved = face + np.array([-0.2 * w, 0, -0.2 * w, 0], np.float32)
-    tracked = Faces.from_boxes(moved[None], np.ones(1)).replace(
-        track_id=np.array([7]), landmarks_xy=np.zeros((1, 5, 2), np.float32))
+    frame, face, tracked = _one_face_moved(cards[0], 0.2)
     scanner = RegionScanner(create_detector("mtcnn", min_face=70), min_face=70, confirm_only=True)
     out = scanner(frame, tracked)
     assert out.track_id.tolist() == [7] and iou_matrix(face[None], out.xyxy)[0, 0] >= 0.6
