@@ -230,7 +230,8 @@ def measure_live(model_path: Path, video: Path, seconds: float, variants=LIVE_VA
         r = run_live(config, video, seconds, model_threads=v.model_threads)
         r.update({"variant": v.name, "detect_every": v.detect_every, "min_face": v.min_face,
                   "upsample": v.upsample, "model_threads": v.model_threads, "detector": v.detector,
-                  "background_detect": v.background, "region_confirm": v.region_confirm, "meets_target": r["meets_fps_target"] and r["meets_latency_target"]})
+                  "background_detect": v.background, "region_confirm": v.region_confirm,
+                  "meets_target": r["meets_fps_target"] and r["meets_latency_target"]})
         rows.append(r)
         log(f"  live [{v.name}]: {r['delivered_fps']:.1f} fps, latency p50 {r['latency_ms']['p50']:.1f} "
             f"p95 {r['latency_ms']['p95']:.1f} ms (<=5 faces p95 {r['latency_ms_up_to_5_faces']['p95']:.1f}), "

@@ -50,7 +50,8 @@ class HdVariant:
     region_confirm: bool = False  # the detector's confirm() on the tracked boxes instead of region scans
 
     def config(self, model_path: Path, backend: str) -> PipelineConfig:
-        return PipelineConfig(model_path=Path(model_path), backend=backend, min_face=self.min_face, detector=self.detector,
+        return PipelineConfig(model_path=Path(model_path), backend=backend, min_face=self.min_face,
+                              detector=self.detector,
                               detect_every=self.detect_every, background_detect=self.background,
                               region_scans=self.region_margin is not None or self.region_confirm,
                               region_confirm=self.region_confirm,

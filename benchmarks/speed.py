@@ -72,7 +72,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-peers", action="store_true", help="skip the peer networks")
     p.add_argument("--hd-videos", help=f"live_hd: comma list of {', '.join(VIDEOS)} (default: all); "
                    "built into <out>/videos when missing")
-    p.add_argument("--only", help="live and live_hd: only the settings whose name holds one of these comma-separated texts "
+    p.add_argument("--only", help="live and live_hd: only the settings whose name holds one of these "
+                   "comma-separated texts "
                    "(e.g. 'mtcnn,window defaults')")
     args = p.parse_args(argv)
     sections = [s.strip() for s in args.sections.split(",") if s.strip()]

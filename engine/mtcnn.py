@@ -122,13 +122,12 @@ class MtcnnDetector:
     min_face: int = DEFAULT_MIN_FACE
     upsample: int = 0  # each step halves the smallest face searched for, as dlib's upsampling does
     thresholds: tuple[float, float, float] = (0.6, 0.7, 0.7)
-    # the HOG-like box width of a face whose MTCNN box fills P-Net's 12 px window
-    native_min_face_px = 12
+    # the HOG-like box width of a face whose MTCNN box fills P-Net's 12 px window (~9.8 px)
+    native_min_face_px = PNET_WINDOW * HOG_LIKE["k"]
     _nets: tuple = field(default=(), repr=False)
 
     def __post_init__(self) -> None:
         self._nets = tuple(_session(n) for n in ("pnet", "rnet", "onet"))
-        self.native_min_face_px = PNET_WINDOW * HOG_LIKE["k"]
 
     def scale_for(self, size_wh: tuple[int, int]) -> float:
         return self.native_min_face_px * (2 ** self.upsample) / float(self.min_face)
@@ -142,9 +141,9 @@ class MtcnnDetector:
 
     def confirm(self, image_bgr: np.ndarray, xyxy: np.ndarray) -> Faces:
         """The faces still at ``xyxy`` (HOG-like boxes of known faces, frame px), re-placed:
-        O-Net alone on each box, as MTCNN's last stage judges a candidate. About 1 ms for
-        five faces where a search of the regions around them costs 15-20 ms (1280x720);
-        it finds no new face (the full scans do)."""
+        O-Net alone on each box, as MTCNN's last stage judges a candidate: ~5 ms for five
+        faces at 1280x720 where searching the regions around them costs ~18 ms
+        (benchmarks/RESULTS.md); it finds no new face (the full scans do)."""
         if not len(xyxy):
             return Faces.from_boxes(np.zeros((0, 4), np.float32), np.zeros(0, np.float32))
         boxes = from_hog_like(np.asarray(xyxy, np.float32).reshape(-1, 4))
@@ -179,7 +178,8 @@ class MtcnnDetector:
             # each level from the one before: INTER_AREA from the full frame at every level cost
             # more than the networks (43 of 90 ms on a 1280x720 frame)
             size = (max(1, round(w * s)), max(1, round(h * s)))
-            level = cv2.resize(level, size, interpolation=cv2.INTER_AREA if size[0] < level.shape[1] else cv2.INTER_LINEAR)
+            shrink = size[0] < level.shape[1]
+            level = cv2.resize(level, size, interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
             prob, offsets = self._nets[0].run(None, {"image": _normalise(level)[None]})
             ys, xs = np.nonzero(prob[0, 0] >= self.thresholds[0])
             if len(ys):

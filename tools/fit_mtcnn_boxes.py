@@ -106,7 +106,8 @@ def main(argv: list[str] | None = None) -> int:
         iou = np.diag(iou_matrix(hog_xyxy, mapped))
         err = landmark_error(kept, hog_xyxy, mapped)
         print(f"{name}: IoU with HOG's box median {np.median(iou):.3f} (5th pct {np.percentile(iou, 5):.3f}); "
-              f"landmarks vs HOG's box: median {100 * np.median(err):.1f} %, 95th pct {100 * np.percentile(err, 95):.1f} % "
+              f"landmarks vs HOG's box: median {100 * np.median(err):.1f} %, "
+              f"95th pct {100 * np.percentile(err, 95):.1f} % "
               "of the eye distance")
     return 0
 
