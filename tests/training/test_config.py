@@ -8,7 +8,7 @@ from training.config import Config, ConfigError, config_from_dict, list_presets,
 PRESETS = ("utkface_thesis", "utkface_single_gender", "utkface_single_race", "utkface_single_age",
            "utkface_baseline", "utkface_default", "celeba_thesis", "utkface_thesis_avgloss", "utkface_thesis_noef",
            "utkface_thesis_lambda0001", "utkface_thesis_lambda001", "utkface_thesis_lambda1")
-RECIPES = ("utkface_thesis_v2", "allages_v1", "allages_v1_ft", "allages_v2", "allages_v3")  # beyond the thesis: their own optimiser settings and data
+RECIPES = ("utkface_thesis_v2", "allages_v1", "allages_v1_ft", "allages_v2", "allages_v3", "allages_v4")  # beyond the thesis: their own optimiser settings and data
 
 
 @pytest.mark.parametrize("name", PRESETS)
