@@ -82,18 +82,22 @@ def to_frame_xyxy(rects, scale: float, border: int) -> np.ndarray:
     return xyxy / np.float32(scale) - np.float32(border)
 
 
-def nms(xyxy: np.ndarray, scores: np.ndarray, iou_max: float = 0.4) -> tuple[np.ndarray, np.ndarray]:
-    """Boxes kept greedily by score, each dropping the boxes that overlap it more than ``iou_max``."""
-    from engine.track import iou_matrix
+def nms_indices(xyxy: np.ndarray, scores: np.ndarray, iou_max: float = 0.4) -> np.ndarray:
+    """Indices of the boxes kept greedily by score (best first), each dropping the boxes that
+    overlap it more than ``iou_max`` (OpenCV's NMS: MTCNN's P-Net hands it hundreds)."""
+    xyxy = np.asarray(xyxy, np.float32).reshape(-1, 4)
+    if not len(xyxy):
+        return np.zeros(0, np.int64)
+    xywh = np.concatenate([xyxy[:, :2], xyxy[:, 2:4] - xyxy[:, :2]], axis=1)
+    scores = np.asarray(scores, np.float64).reshape(-1)
+    ranks = scores - scores.min() + 1.0  # same order, all above OpenCV's (strict) score threshold 0
+    return np.asarray(cv2.dnn.NMSBoxes(xywh.tolist(), ranks.tolist(), 0.0, iou_max), np.int64).reshape(-1)
 
-    order = np.argsort(-scores, kind="stable")
-    xyxy, scores = xyxy[order].reshape(-1, 4), scores[order]
-    iou = iou_matrix(xyxy, xyxy)
-    keep: list[int] = []
-    for i in range(len(xyxy)):
-        if all(iou[i, k] <= iou_max for k in keep):
-            keep.append(i)
-    return xyxy[keep], scores[keep]
+
+def nms(xyxy: np.ndarray, scores: np.ndarray, iou_max: float = 0.4) -> tuple[np.ndarray, np.ndarray]:
+    """The boxes and scores :func:`nms_indices` keeps, best first."""
+    keep = nms_indices(xyxy, scores, iou_max)
+    return np.asarray(xyxy).reshape(-1, 4)[keep], np.asarray(scores)[keep]
 
 
 @dataclass
