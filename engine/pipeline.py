@@ -18,7 +18,10 @@ detector also runs in regions around them (``engine/region_scan.py``: timed as
   network, tracked and smoothed (``engine/detect_ahead.py``); every frame still gets its
   own full detection, so the results are those of file mode, frame for frame.
 
-Inference runs in the thread that iterates ``run``; no stage knows about threads.
+Inference runs in the thread that iterates ``run``; no stage knows about threads. With
+``overlap_network`` a frame's second half (:meth:`Pipeline._label`: network, smoothing) runs
+on a thread of its own while the next frame's first half (:meth:`Pipeline._locate`: scene,
+detection, landmarks, chips, tracking) runs in that thread; results stay frame for frame.
 
 Scenes: a face's track and its smoothed labels never cross from one scene to the next.
 A new scene starts at a source's first frame, at every still (each photo of a folder is
@@ -34,6 +37,7 @@ from __future__ import annotations
 import dataclasses
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -90,6 +94,10 @@ class PipelineConfig:
     # searching regions (MTCNN's O-Net: ~5 ms for five faces instead of ~18). None: when it can.
     region_confirm: bool | None = None
     detect_threads: int = DETECT_THREADS  # pipelined file runs: detector threads, each with its own detector
+    # Runs (Pipeline.run): the network and smoothing of frame N on a thread of their own while
+    # frame N+1 is located (scene, detection, landmarks, chips, tracking). Same results, frame
+    # for frame; ONNX Runtime and OpenCV release the GIL, so the two halves share both cores.
+    overlap_network: bool = False
 
 
 def _ms(t0: float) -> float:
@@ -162,9 +170,9 @@ class Pipeline:
             self.background.close()
 
     def _new_scene(self) -> None:
-        """End every track (ids keep counting): nothing carries over to the next scene."""
+        """End every track (ids keep counting): nothing carries over to the next scene (the
+        smoothed labels are forgotten by :meth:`_label`, on the network's side)."""
         self.tracker.cut()
-        self.smoother.reset()
         self._since_detect = 0
         if self.regions is not None:
             self.regions.forget_misses()
@@ -174,6 +182,11 @@ class Pipeline:
     def process(self, frame: Frame, detection: tuple[Faces, float] | None = None) -> FrameResult:
         """``detection``: this frame's full-frame detection (faces, ms), made ahead by a
         detector thread (``engine/detect_ahead.py``); used when the frame is scanned in full."""
+        return self._label(self._locate(frame, detection))
+
+    def _locate(self, frame: Frame, detection: tuple[Faces, float] | None = None) -> "_Located":
+        """The first half of a frame: scene, detection or region checks, landmarks and chips,
+        tracking. Everything that the next frame's first half depends on is done here."""
         t_start = time.perf_counter()
         timings: dict[str, float] = {}
         t = time.perf_counter()
@@ -233,24 +246,34 @@ class Pipeline:
             faces = _follow_landmarks(followed, faces)
         timings["align"] = _ms(t)
 
-        t = time.perf_counter()
-        faces = self.model(faces, chips)  # all faces of the frame as one batch
-        timings["model"] = _ms(t)
-
+        # the tracker judges by boxes and chip signatures, never by the network's labels, so it
+        # runs before the network: the next frame's first half can start while this one is labelled
         t = time.perf_counter()
         faces = self.tracker(faces, _judgeable(chip_signatures(chips), faces, frame.size_wh))
         if "regions" in timings:  # a face its region scan missed and that no longer looks itself is gone
             keep = regions.settle(faces.track_id)
             if not keep.all():
                 self.tracker.end(faces.track_id[~keep])
-                faces = faces.take(keep)
+                faces, chips = faces.take(keep), chips[keep]
         timings["track"] = _ms(t)
+        return _Located(frame, faces, chips, timings, _ms(t_start), detect, new_scene)
 
+    def _label(self, located: "_Located") -> FrameResult:
+        """The second half: the network on every face of the frame as one batch, then the
+        smoothing of each track's labels. Touches only the model and the smoother, so it may
+        run on a thread of its own (``overlap_network``), one frame at a time, in order."""
+        t_start = time.perf_counter()
+        timings = dict(located.timings_ms)
+        if located.new_scene:
+            self.smoother.reset()
+        faces = self.model(located.faces, located.chips)
+        timings["model"] = _ms(t_start)
         t = time.perf_counter()
         faces = self.smoother(faces)
         timings["smooth"] = _ms(t)
-        timings["total"] = _ms(t_start)
-        return FrameResult(frame=frame, faces=faces, timings_ms=timings, detected=detect, new_scene=new_scene)
+        timings["total"] = located.total_ms + _ms(t_start)
+        return FrameResult(frame=located.frame, faces=faces, timings_ms=timings, detected=located.detected,
+                           new_scene=located.new_scene)
 
     # -- a stream ----------------------------------------------------------------------
 
@@ -304,10 +327,26 @@ class Pipeline:
         join_s = CAPTURE_JOIN_S
         frames = 0
         reason, detail = EndReason.STOPPED, None
+        network = (ThreadPoolExecutor(1, thread_name_prefix="faceattr-network")
+                   if self.config.overlap_network else None)
+        pending = None  # (future FrameResult, t_captured, dropped): the frame on the network thread
+
+        def finish(result: FrameResult, t_captured: float, dropped: int) -> FrameResult:
+            nonlocal frames
+            frames += 1
+            timings = {**result.timings_ms, "latency": _ms(t_captured)}
+            return dataclasses.replace(result, timings_ms=timings, dropped_frames=dropped)
+
         try:
             waiting_since = time.monotonic()
             while not stop.is_set():
-                item = feed.get(POLL_S)
+                # with a frame on the network thread, do not wait for the next one: deliver it first
+                item = feed.get(0.0 if pending is not None else POLL_S)
+                if item is None and pending is not None:
+                    (future, *when), pending = pending, None
+                    yield finish(future.result(), *when)
+                    waiting_since = time.monotonic()
+                    continue
                 if item is None:
                     if ahead is not None and ahead.busy:  # a frame is being detected: not a stall
                         waiting_since = time.monotonic()
@@ -318,22 +357,31 @@ class Pipeline:
                                           f"(none for {waited:.0f} s)")
                     continue
                 if item is END:
+                    if pending is not None:
+                        (future, *when), pending = pending, None
+                        yield finish(future.result(), *when)
                     reason = EndReason.FINISHED
                     break
                 if isinstance(item, BaseException):
                     raise item
                 frame, t_captured, dropped, *detection = item
-                result = self.process(frame, *detection)
+                located = self._locate(frame, *detection)
                 if ahead is not None:  # what this frame did: the plan of the frames ahead follows it
                     ahead.note(frame.index, self._since_detect, len(self.tracker.predict()) > 0)
-                timings = {**result.timings_ms, "latency": _ms(t_captured)}
-                frames += 1
-                yield dataclasses.replace(result, timings_ms=timings, dropped_frames=dropped)
+                if pending is not None:  # the frame before, labelled while this one was located
+                    (future, *when), pending = pending, None
+                    yield finish(future.result(), *when)
+                if network is None:
+                    yield finish(self._label(located), t_captured, dropped)
+                else:
+                    pending = (network.submit(self._label, located), t_captured, dropped)
                 waiting_since = time.monotonic()
         except Exception as e:  # a read error, a silent source, or a stage's (a detector thread's) error
             reason, detail = EndReason.FAILED, str(e) if isinstance(e, SourceError) else f"{type(e).__name__}: {e}"
             raise
         finally:
+            if network is not None:  # a frame still on the network thread is dropped with the run
+                network.shutdown(wait=True)
             feed.close()  # the detect-ahead stage closes the box and joins its threads
             thread.join(join_s)
             if not thread.is_alive():  # else a read hangs: the thread closes the source when it returns
@@ -342,6 +390,19 @@ class Pipeline:
                 reason, detail = EndReason.TRUNCATED, source.end_reason
             run.outcome = RunOutcome(reason, source.source_id, frames, detail, tuple(source.warnings),
                                      tuple(getattr(source, "unreadable", ())))
+
+
+@dataclass(frozen=True)
+class _Located:
+    """A frame between :meth:`Pipeline._locate` and :meth:`Pipeline._label`."""
+
+    frame: Frame
+    faces: Faces  # boxes, landmarks and track ids; no labels yet
+    chips: np.ndarray  # [N, size, size, 3] uint8 RGB, one per face row
+    timings_ms: dict[str, float]
+    total_ms: float
+    detected: bool
+    new_scene: bool
 
 
 def _judgeable(signatures: np.ndarray, faces: Faces, size_wh: tuple[int, int]) -> np.ndarray:

@@ -94,3 +94,21 @@ def read_all_frames(path: Path) -> list[np.ndarray]:
         out.append(img)
     cap.release()
     return out
+
+
+BLANK_FRAMES = 4  # sample_clip: grey frames before the faces (nothing tracked, then a hard cut)
+SAMPLE_FRAMES = range(84, 108)  # sample_clip: the sample video's frames after them (3 to 4 faces, one entering)
+
+
+def sample_clip(path: Path, sample: Path) -> Path:
+    """A short clip of the sample video (``SAMPLE_FRAMES``) after ``BLANK_FRAMES`` grey frames."""
+    cap = cv2.VideoCapture(str(sample))
+    images = []
+    for k in range(SAMPLE_FRAMES.stop):
+        ok, image = cap.read()
+        assert ok, f"{sample}: frame {k} unreadable"
+        if k in SAMPLE_FRAMES:
+            images.append(image)
+    cap.release()
+    grey = np.full_like(images[0], 110)
+    return write_video(path, [grey] * BLANK_FRAMES + images)

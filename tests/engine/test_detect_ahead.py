@@ -12,7 +12,6 @@ import cv2
 import numpy as np
 import pytest
 
-from engine import assets
 from engine.annotate import annotate_file, render_and_write_behind
 from engine.detect_ahead import Plan
 from engine.pipeline import EndReason, Pipeline, PipelineConfig
@@ -20,29 +19,7 @@ from engine.records import face_records
 from engine.sources import open_source
 from engine.types import Faces, Frame
 from engine.write import WriteError
-from tests.engine.scenes import make_scene, read_all_frames, write_video
-
-BLANK_FRAMES = 4  # grey frames before the faces: nothing tracked, then a hard cut
-SAMPLE_FRAMES = range(84, 108)  # 3 to 4 faces, one entering
-
-
-@pytest.fixture(scope="module")
-def clip(tmp_path_factory) -> Path:
-    """A short clip of the sample video (24 frames), after a few empty grey frames."""
-    sample = assets.sample_video_path()
-    if not sample.is_file():
-        pytest.skip(f"{sample} is not there")
-    cap = cv2.VideoCapture(str(sample))
-    images = []
-    for k in range(SAMPLE_FRAMES.stop):
-        ok, image = cap.read()
-        assert ok, f"{sample}: frame {k} unreadable"
-        if k in SAMPLE_FRAMES:
-            images.append(image)
-    cap.release()
-    grey = np.full_like(images[0], 110)
-    return write_video(tmp_path_factory.mktemp("clip") / "clip.mp4", [grey] * BLANK_FRAMES + images)
-
+from tests.engine.scenes import BLANK_FRAMES, SAMPLE_FRAMES, make_scene, read_all_frames
 
 def _twin(pipeline: Pipeline, **config) -> Pipeline:
     """A pipeline with other settings on the same model, detector and aligner."""
