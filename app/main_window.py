@@ -48,7 +48,9 @@ def pipeline_config(settings: AppSettings, stall_timeout_s: float = STALL_TIMEOU
     return PipelineConfig(
         model_path=Path(settings.model_path) if settings.model_path else default_model_path(),
         backend=settings.backend, detector=settings.detector, upsample=settings.upsample,
-        min_face=settings.min_face, detect_every=settings.detect_every, stall_timeout_s=stall_timeout_s)
+        min_face=settings.min_face, detect_every=settings.detect_every, stall_timeout_s=stall_timeout_s,
+        # overlapped, the network gets one core and the locating half the other (benchmarks/live.py)
+        overlap_network=settings.overlap_frames, model_threads=1 if settings.overlap_frames else None)
 
 
 class MainWindow(PlaybackMixin, OutputsMixin, QMainWindow):
@@ -253,6 +255,10 @@ class MainWindow(PlaybackMixin, OutputsMixin, QMainWindow):
     def set_detect_every(self, every: int) -> None:
         if every != self.settings.detect_every:
             self._load(self.settings.replace(detect_every=every), play=None)
+
+    def set_overlap_frames(self, on: bool) -> None:
+        if on != self.settings.overlap_frames:
+            self._load(self.settings.replace(overlap_frames=on), play=None)
 
     def set_min_face(self, px: int) -> None:
         if px != self.settings.min_face:

@@ -74,6 +74,9 @@ class Menus:
         self.view_landmarks = self._action("Landmarks", lambda on: w.set_view(show_landmarks=on), None, None, True)
         self.view_ids = self._action("Track ids", lambda on: w.set_view(show_track_ids=on), None, None, True)
         self.view_blur = self._action("Blur faces (privacy)", lambda on: w.set_view(blur_faces=on), None, None, True)
+        self.overlap_frames = self._action("Overlap frames", w.set_overlap_frames, None, None, True)
+        self.overlap_frames.setToolTip("Find the faces of each frame while the one before is labelled: "
+                                       "more frames per second on two or more cores, about half a frame more lag")
         self.task_actions: dict[str, QAction] = {}
 
         bar = w.menuBar()
@@ -133,6 +136,8 @@ class Menus:
             if why:
                 action.setEnabled(False)
                 action.setToolTip(f"Not available: {why}")
+        backend_menu.addSeparator()
+        backend_menu.addAction(self.overlap_frames)
         detector_menu = bar.addMenu("&Detector")
         self.detector_actions = self._radio_group(detector_menu, DETECTOR_TITLES, w.set_detector)
         detector_menu.addSeparator()
@@ -218,6 +223,7 @@ class Menus:
                 action.setChecked(key == current)
         for action, on in ((self.view_boxes, s.show_boxes), (self.view_landmarks, s.show_landmarks),
                            (self.view_ids, s.show_track_ids), (self.view_blur, s.blur_faces),
+                           (self.overlap_frames, s.overlap_frames),
                            (self.loop, s.loop), (self.record, running and recording),
                            (self.fullscreen, self.w.isFullScreen())):
             action.blockSignals(True)

@@ -10,7 +10,9 @@ mode of :data:`MODES`:
   with ``model_threads=1`` it is the single-threaded path, the issue's baseline (decoding,
   in the capture thread, and libx264's own threads aside, as in every mode);
 - pipelined (the default since issue 12): detection ahead on detector threads, rendering,
-  encoding and writing on a writer thread, the rest in the caller's thread.
+  encoding and writing on a writer thread, the rest in the caller's thread;
+- pipelined + frames overlapped (``PipelineConfig.overlap_network``): besides, each frame's
+  network and smoothing on a thread of their own while the next frame is aligned and tracked.
 
 Each mode runs ``repeats`` times, in the order of MODES then reversed (drift in the load
 falls on both sides); fps is frames / median seconds. Ratios compare modes of the same
@@ -40,6 +42,7 @@ class Mode:
     pipelined: bool
     model_threads: int | None  # ONNX Runtime intra-op threads (None: its default, all cores)
     detect_threads: int | None = None  # pipelined: detector threads (None: PipelineConfig's default)
+    overlap: bool = False  # PipelineConfig.overlap_network: the network on a thread of its own
 
 
 MODES = (
@@ -48,6 +51,8 @@ MODES = (
     Mode("pipelined, model_threads=1", True, 1),
     Mode("pipelined, model_threads=default", True, None),
     Mode("pipelined, model_threads=1, 1 detector thread", True, 1, 1),
+    Mode("pipelined + frames overlapped, model_threads=1", True, 1, overlap=True),
+    Mode("pipelined + frames overlapped, model_threads=default", True, None, overlap=True),
 )
 BASELINE = MODES[0].name
 
@@ -77,7 +82,7 @@ def measure_annotation_modes(model_path: Path, video: Path, max_frames: int | No
         (Path(tmp) / "warm").mkdir()
         warm = _clip(src, Path(tmp) / "warm", 5)
         for mode in modes:
-            config = replace(base, model_threads=mode.model_threads,
+            config = replace(base, model_threads=mode.model_threads, overlap_network=mode.overlap,
                              detect_threads=mode.detect_threads or base.detect_threads)
             if mode.model_threads not in models:
                 models[mode.model_threads] = FaceAttrModel.load(model_path, backend="cpu", precision=config.precision,
@@ -103,6 +108,7 @@ def measure_annotation_modes(model_path: Path, video: Path, max_frames: int | No
     for mode in modes:
         s = median(seconds[mode.name])
         rows.append({"mode": mode.name, "pipelined": mode.pipelined, "model_threads": mode.model_threads,
+                     "overlap_network": mode.overlap,
                      "detect_threads": pipelines[mode.name].config.detect_threads if mode.pipelined else 0,
                      "frames": frames[mode.name], "seconds": [round(x, 3) for x in seconds[mode.name]],
                      "median_s": round(s, 3), "fps": round(frames[mode.name] / s, 2)})

@@ -92,6 +92,7 @@ class LiveVariant:
     detector: str = "hog"
     background: bool = False  # full scans in a detector thread, tracking on every frame
     region_confirm: bool = False  # the detector's confirm() on the tracked boxes instead of region scans
+    overlap: bool = False  # PipelineConfig.overlap_network: the network on a thread of its own
 
 
 # The window's defaults first (benchmarks/report.py reads row 0 as "the defaults"), then MTCNN
@@ -99,7 +100,12 @@ class LiveVariant:
 # it is (HOG's own smallest face); 93 and 140 shrink a 640-wide frame to 480 and 320 px.
 LIVE_VARIANTS = (
     # app.settings.AppSettings' live defaults
-    LiveVariant("window defaults (mtcnn, detect_every=3, O-Net checks, min_face 60)", detector="mtcnn",
+    LiveVariant("window defaults (mtcnn, detect_every=3, O-Net checks, min_face 60, frames overlapped, "
+                "model_threads=1)", detector="mtcnn", detect_every=3, min_face=60, region_confirm=True,
+                overlap=True, model_threads=1),
+    LiveVariant("mtcnn, detect_every=3, O-Net checks, min_face 60, frames overlapped", detector="mtcnn",
+                detect_every=3, min_face=60, region_confirm=True, overlap=True),
+    LiveVariant("mtcnn, detect_every=3, O-Net checks, min_face 60 (one frame at a time)", detector="mtcnn",
                 detect_every=3, min_face=60, region_confirm=True),
     LiveVariant("mtcnn, detect every frame, min_face 40 (the command line's defaults)", detector="mtcnn"),
     LiveVariant("mtcnn, detect every frame, min_face 60", detector="mtcnn", min_face=60),
@@ -226,11 +232,13 @@ def measure_live(model_path: Path, video: Path, seconds: float, variants=LIVE_VA
     base = PipelineConfig(model_path=Path(model_path), backend=backend)
     for v in variants:
         config = replace(base, detect_every=v.detect_every, min_face=v.min_face, upsample=v.upsample,
-                         detector=v.detector, background_detect=v.background, region_confirm=v.region_confirm)
+                         detector=v.detector, background_detect=v.background, region_confirm=v.region_confirm,
+                         overlap_network=v.overlap)
         r = run_live(config, video, seconds, model_threads=v.model_threads)
         r.update({"variant": v.name, "detect_every": v.detect_every, "min_face": v.min_face,
                   "upsample": v.upsample, "model_threads": v.model_threads, "detector": v.detector,
                   "background_detect": v.background, "region_confirm": v.region_confirm,
+                  "overlap_network": v.overlap,
                   "meets_target": r["meets_fps_target"] and r["meets_latency_target"]})
         rows.append(r)
         log(f"  live [{v.name}]: {r['delivered_fps']:.1f} fps, latency p50 {r['latency_ms']['p50']:.1f} "

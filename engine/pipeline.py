@@ -19,9 +19,10 @@ detector also runs in regions around them (``engine/region_scan.py``: timed as
   own full detection, so the results are those of file mode, frame for frame.
 
 Inference runs in the thread that iterates ``run``; no stage knows about threads. With
-``overlap_network`` a frame's second half (:meth:`Pipeline._label`: network, smoothing) runs
-on a thread of its own while the next frame's first half (:meth:`Pipeline._locate`: scene,
-detection, landmarks, chips, tracking) runs in that thread; results stay frame for frame.
+``overlap_network`` a frame's first half (:meth:`Pipeline._locate`: scene, detection,
+landmarks, chips, tracking) runs on a thread of its own while the frame before goes through
+the second half (:meth:`Pipeline._label`: network, smoothing) in the iterating thread, which
+delivers it at once; results stay frame for frame.
 
 Scenes: a face's track and its smoothed labels never cross from one scene to the next.
 A new scene starts at a source's first frame, at every still (each photo of a folder is
@@ -94,8 +95,8 @@ class PipelineConfig:
     # searching regions (MTCNN's O-Net: ~5 ms for five faces instead of ~18). None: when it can.
     region_confirm: bool | None = None
     detect_threads: int = DETECT_THREADS  # pipelined file runs: detector threads, each with its own detector
-    # Runs (Pipeline.run): the network and smoothing of frame N on a thread of their own while
-    # frame N+1 is located (scene, detection, landmarks, chips, tracking). Same results, frame
+    # Runs (Pipeline.run): frame N+1 is located (scene, detection, landmarks, chips, tracking) on a
+    # thread of its own while frame N goes through the network and smoothing. Same results, frame
     # for frame; ONNX Runtime and OpenCV release the GIL, so the two halves share both cores.
     overlap_network: bool = False
 
@@ -260,8 +261,8 @@ class Pipeline:
 
     def _label(self, located: "_Located") -> FrameResult:
         """The second half: the network on every face of the frame as one batch, then the
-        smoothing of each track's labels. Touches only the model and the smoother, so it may
-        run on a thread of its own (``overlap_network``), one frame at a time, in order."""
+        smoothing of each track's labels. Touches only the model and the smoother, never what
+        :meth:`_locate` does, so the two may run at once on two frames (``overlap_network``)."""
         t_start = time.perf_counter()
         timings = dict(located.timings_ms)
         if located.new_scene:
@@ -327,12 +328,21 @@ class Pipeline:
         join_s = CAPTURE_JOIN_S
         frames = 0
         reason, detail = EndReason.STOPPED, None
-        network = (ThreadPoolExecutor(1, thread_name_prefix="faceattr-network")
+        # overlap_network: each frame is located on this thread while the frame before is labelled
+        # in the caller's, so a result is delivered as soon as its labels are, not a frame later
+        locator = (ThreadPoolExecutor(1, thread_name_prefix="faceattr-locate")
                    if self.config.overlap_network else None)
-        pending = None  # (future FrameResult, t_captured, dropped): the frame on the network thread
+        current = None  # (_Located, t_captured, dropped): located, to be labelled next
 
-        def finish(result: FrameResult, t_captured: float, dropped: int) -> FrameResult:
+        def locate(frame: Frame, *detection) -> _Located:
+            located = self._locate(frame, *detection)
+            if ahead is not None:  # what this frame did: the plan of the frames ahead follows it
+                ahead.note(frame.index, self._since_detect, len(self.tracker.predict()) > 0)
+            return located
+
+        def finish(located: _Located, t_captured: float, dropped: int) -> FrameResult:
             nonlocal frames
+            result = self._label(located)
             frames += 1
             timings = {**result.timings_ms, "latency": _ms(t_captured)}
             return dataclasses.replace(result, timings_ms=timings, dropped_frames=dropped)
@@ -340,11 +350,11 @@ class Pipeline:
         try:
             waiting_since = time.monotonic()
             while not stop.is_set():
-                # with a frame on the network thread, do not wait for the next one: deliver it first
-                item = feed.get(0.0 if pending is not None else POLL_S)
-                if item is None and pending is not None:
-                    (future, *when), pending = pending, None
-                    yield finish(future.result(), *when)
+                # with a frame located, do not wait for the next one: label and deliver it first
+                item = feed.get(0.0 if current is not None else POLL_S)
+                if item is None and current is not None:
+                    located, current = current, None
+                    yield finish(*located)
                     waiting_since = time.monotonic()
                     continue
                 if item is None:
@@ -357,31 +367,29 @@ class Pipeline:
                                           f"(none for {waited:.0f} s)")
                     continue
                 if item is END:
-                    if pending is not None:
-                        (future, *when), pending = pending, None
-                        yield finish(future.result(), *when)
+                    if current is not None:
+                        located, current = current, None
+                        yield finish(*located)
                     reason = EndReason.FINISHED
                     break
                 if isinstance(item, BaseException):
                     raise item
                 frame, t_captured, dropped, *detection = item
-                located = self._locate(frame, *detection)
-                if ahead is not None:  # what this frame did: the plan of the frames ahead follows it
-                    ahead.note(frame.index, self._since_detect, len(self.tracker.predict()) > 0)
-                if pending is not None:  # the frame before, labelled while this one was located
-                    (future, *when), pending = pending, None
-                    yield finish(future.result(), *when)
-                if network is None:
-                    yield finish(self._label(located), t_captured, dropped)
-                else:
-                    pending = (network.submit(self._label, located), t_captured, dropped)
+                if locator is None:
+                    yield finish(locate(frame, *detection), t_captured, dropped)
+                else:  # this frame on the locate thread; meanwhile the one before through the network
+                    future = locator.submit(locate, frame, *detection)
+                    if current is not None:
+                        located, current = current, None
+                        yield finish(*located)
+                    current = (future.result(), t_captured, dropped)
                 waiting_since = time.monotonic()
         except Exception as e:  # a read error, a silent source, or a stage's (a detector thread's) error
             reason, detail = EndReason.FAILED, str(e) if isinstance(e, SourceError) else f"{type(e).__name__}: {e}"
             raise
         finally:
-            if network is not None:  # a frame still on the network thread is dropped with the run
-                network.shutdown(wait=True)
+            if locator is not None:  # a frame still being located is dropped with the run
+                locator.shutdown(wait=True)
             feed.close()  # the detect-ahead stage closes the box and joins its threads
             thread.join(join_s)
             if not thread.is_alive():  # else a read hangs: the thread closes the source when it returns

@@ -8,7 +8,7 @@ from app.settings import LIVE_MIN_FACE, AppSettings, load_settings, open_qsettin
 
 def test_settings_round_trip_through_the_isolated_store(isolated_settings):
     chosen = AppSettings(source="camera:HD Webcam", model_path="/models/m.onnx", backend="cpu",
-                         detector="cnn", upsample=1, min_face=60, detect_every=3,
+                         detector="cnn", upsample=1, min_face=60, detect_every=3, overlap_frames=False,
                          record_dir="/videos/faceattr", geometry=b"\x01\xd9\xd0\xcb geometry")
     store = open_qsettings()
     assert store.fileName() == str(isolated_settings)

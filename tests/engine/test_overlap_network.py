@@ -1,7 +1,7 @@
-"""Runs with ``overlap_network``: frame N's network and smoothing on a thread of their own
-while frame N+1 is located. The records are those of the plain run, frame for frame (scene
+"""Runs with ``overlap_network``: frame N+1 located on a thread of its own while frame N goes
+through the network and smoothing. The records are those of the plain run, frame for frame (scene
 cuts, stills, region checks, pipelined detection); a network error is the run's error in its
-frame's place; ending a run early joins the network thread."""
+frame's place; ending a run early joins the locate thread."""
 from __future__ import annotations
 
 import itertools
@@ -96,12 +96,39 @@ def test_a_network_error_ends_the_run_in_its_frames_place_and_joins_every_thread
     assert run.outcome.reason is EndReason.FAILED and run.outcome.detail == "RuntimeError: network broke"
 
 
-def test_closing_the_run_early_joins_the_network_thread(pipeline, clip):
+def test_closing_the_run_early_joins_the_locate_thread(pipeline, clip):
     baseline = threading.active_count()
     source = open_source(clip)
     run = _twin(pipeline, overlap_network=True).run(source)
     assert [r.frame.index for r in itertools.islice(run, 6)] == list(range(6))
-    assert any(t.name.startswith("faceattr-network") for t in threading.enumerate())
+    assert any(t.name.startswith("faceattr-locate") for t in threading.enumerate())
     run.close()
     assert threading.active_count() == baseline and source.closed
     assert run.outcome.reason is EndReason.STOPPED and run.outcome.frames == 6
+
+
+class BreakingDetector:
+    """The pipeline's detector, failing at its ``fail_at``-th call."""
+
+    def __init__(self, detector, fail_at: int) -> None:
+        self.detector, self.calls, self.fail_at = detector, itertools.count(), fail_at
+
+    def __call__(self, image_bgr, pad: float = 0.0):
+        if next(self.calls) == self.fail_at:
+            raise RuntimeError("detector broke")
+        return self.detector(image_bgr, pad=pad)
+
+
+def test_an_error_on_the_locate_thread_ends_the_run_after_the_frames_before_it(pipeline, clip):
+    pipe = _twin(pipeline, overlap_network=True)
+    pipe.detector = BreakingDetector(pipeline.detector, fail_at=7)
+    baseline = threading.active_count()
+    source = open_source(clip)
+    run = pipe.run(source)
+    got = []
+    with pytest.raises(RuntimeError, match="^detector broke$"):
+        for r in run:
+            got.append(r.frame.index)
+    assert got == list(range(7))
+    assert threading.active_count() == baseline and source.closed
+    assert run.outcome.reason is EndReason.FAILED and run.outcome.detail == "RuntimeError: detector broke"
