@@ -114,6 +114,8 @@ LIVE_VARIANTS = (
     LiveVariant("mtcnn, background, min_face 60", detector="mtcnn", min_face=60, background=True),
     LiveVariant("mtcnn, background, O-Net checks, min_face 60", detector="mtcnn", min_face=60, background=True,
                 region_confirm=True),
+    LiveVariant("mtcnn, background, O-Net checks, min_face 60, frames overlapped, model_threads=1", detector="mtcnn",
+                min_face=60, background=True, region_confirm=True, overlap=True, model_threads=1),
     LiveVariant("HOG, detect every frame, min_face 40"),
     LiveVariant("HOG, detect_every=3", detect_every=3),
     LiveVariant("HOG, min_face=70", min_face=70),

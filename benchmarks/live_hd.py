@@ -86,6 +86,8 @@ def _variants() -> tuple[HdVariant, ...]:
         rows.append(HdVariant(f"mtcnn: full scan every {every}, O-Net checks", detect_every=every, region_confirm=True,
                               detector="mtcnn"))
     rows.append(HdVariant("mtcnn: background, O-Net checks", background=True, region_confirm=True, detector="mtcnn"))
+    rows.append(HdVariant("mtcnn: background, O-Net checks, frames overlapped, model_threads=1", background=True,
+                          region_confirm=True, detector="mtcnn", overlap=True, model_threads=1))
     rows.append(HdVariant("mtcnn: full scan every 3, O-Net checks, frames overlapped", detect_every=3,
                           region_confirm=True, detector="mtcnn", overlap=True))
     rows.append(HdVariant("mtcnn: full scan every 3, O-Net checks, frames overlapped, model_threads=1 "
