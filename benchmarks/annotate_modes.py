@@ -11,8 +11,8 @@ mode of :data:`MODES`:
   in the capture thread, and libx264's own threads aside, as in every mode);
 - pipelined (the default since issue 12): detection ahead on detector threads, rendering,
   encoding and writing on a writer thread, the rest in the caller's thread;
-- pipelined + frames overlapped (``PipelineConfig.overlap_network``): besides, each frame's
-  network and smoothing on a thread of their own while the next frame is aligned and tracked.
+- pipelined + frames overlapped (``PipelineConfig.overlap_network``): besides, each frame is
+  aligned and tracked on a thread of its own while the one before goes through the network.
 
 Each mode runs ``repeats`` times, in the order of MODES then reversed (drift in the load
 falls on both sides); fps is frames / median seconds. Ratios compare modes of the same
@@ -42,7 +42,7 @@ class Mode:
     pipelined: bool
     model_threads: int | None  # ONNX Runtime intra-op threads (None: its default, all cores)
     detect_threads: int | None = None  # pipelined: detector threads (None: PipelineConfig's default)
-    overlap: bool = False  # PipelineConfig.overlap_network: the network on a thread of its own
+    overlap: bool = False  # PipelineConfig.overlap_network: each frame located while the one before is labelled
 
 
 MODES = (

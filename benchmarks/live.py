@@ -92,7 +92,7 @@ class LiveVariant:
     detector: str = "hog"
     background: bool = False  # full scans in a detector thread, tracking on every frame
     region_confirm: bool = False  # the detector's confirm() on the tracked boxes instead of region scans
-    overlap: bool = False  # PipelineConfig.overlap_network: the network on a thread of its own
+    overlap: bool = False  # PipelineConfig.overlap_network: each frame located while the one before is labelled
 
 
 # The window's defaults first (benchmarks/report.py reads row 0 as "the defaults"), then MTCNN

@@ -48,7 +48,7 @@ class HdVariant:
     min_face: int = HD_MIN_FACE
     detector: str = "hog"
     region_confirm: bool = False  # the detector's confirm() on the tracked boxes instead of region scans
-    overlap: bool = False  # PipelineConfig.overlap_network: the network on a thread of its own
+    overlap: bool = False  # PipelineConfig.overlap_network: each frame located while the one before is labelled
     model_threads: int | None = None  # ONNX Runtime intra-op threads (None: its default, all cores)
 
     def config(self, model_path: Path, backend: str) -> PipelineConfig:
