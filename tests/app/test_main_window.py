@@ -81,6 +81,9 @@ def test_recording_writes_a_playable_annotated_video(make_window, qtbot, tmp_pat
     window.record_action.trigger()
     assert window.record_action.isChecked()
     assert "Recording to" in window.message()
+    # the recording starts with the worker's next frame: frames already on their way to the
+    # window when the button was pressed are shown but not recorded, so count from its start
+    qtbot.waitUntil(lambda: window._recording_since is not None, timeout=10_000)
     wait_frames(qtbot, window, 8)
     window.record_action.trigger()
     qtbot.waitUntil(lambda: window.last_recording is not None, timeout=10_000)
