@@ -155,7 +155,7 @@ def _matches(found_xyxy: np.ndarray, true_xyxy: np.ndarray, threshold: float = 0
 
 
 def run_live(config: PipelineConfig, video: Path, seconds: float, fps: float = TARGET_FPS,
-             model_threads: int | None = None, observe=None) -> dict:
+             observe=None) -> dict:
     """Play ``video`` live for ``seconds`` through a pipeline built from ``config``.
 
     When the video has a truth file (the sample has), the frames with up to 5 faces are
@@ -165,7 +165,7 @@ def run_live(config: PipelineConfig, video: Path, seconds: float, fps: float = T
     ``observe(result)``, when given, sees every result (after its labels are drawn).
     """
     truth = load_truth(video)
-    pipeline = Pipeline.create(replace(config, model_threads=model_threads))
+    pipeline = Pipeline.create(config)
     renderer = Renderer()
     warm = Frame(np.zeros((config_size(video)[1], config_size(video)[0], 3), np.uint8), 0, 0.0, "warm-up")
     pipeline.process(warm)  # load-time costs (first ONNX run) are not part of the live numbers
@@ -235,8 +235,8 @@ def measure_live(model_path: Path, video: Path, seconds: float, variants=LIVE_VA
     for v in variants:
         config = replace(base, detect_every=v.detect_every, min_face=v.min_face, upsample=v.upsample,
                          detector=v.detector, background_detect=v.background, region_confirm=v.region_confirm,
-                         overlap_network=v.overlap)
-        r = run_live(config, video, seconds, model_threads=v.model_threads)
+                         overlap_network=v.overlap, model_threads=v.model_threads)
+        r = run_live(config, video, seconds)
         r.update({"variant": v.name, "detect_every": v.detect_every, "min_face": v.min_face,
                   "upsample": v.upsample, "model_threads": v.model_threads, "detector": v.detector,
                   "background_detect": v.background, "region_confirm": v.region_confirm,

@@ -209,7 +209,7 @@ def measure_live_hd(model_path: Path, seconds: float, video_dir: Path, names: li
         for v in variants:
             seen: list[tuple[int, np.ndarray, np.ndarray]] = []
             load_before = loadavg()
-            r = run_live(v.config(model_path, backend), video, seconds, model_threads=v.model_threads,
+            r = run_live(v.config(model_path, backend), video, seconds,
                          observe=lambda res: seen.append((res.frame.index, res.faces.xyxy.copy(),
                                                           res.faces.track_id.copy())))
             r.update(face_events(truth, seen))

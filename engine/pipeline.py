@@ -347,14 +347,20 @@ class Pipeline:
             timings = {**result.timings_ms, "latency": _ms(t_captured)}
             return dataclasses.replace(result, timings_ms=timings, dropped_frames=dropped)
 
+        def finish_current() -> Iterator[FrameResult]:
+            """Label and deliver the frame located last, if one is waiting."""
+            nonlocal current
+            if current is not None:
+                located, current = current, None
+                yield finish(*located)
+
         try:
             waiting_since = time.monotonic()
             while not stop.is_set():
                 # with a frame located, do not wait for the next one: label and deliver it first
                 item = feed.get(0.0 if current is not None else POLL_S)
                 if item is None and current is not None:
-                    located, current = current, None
-                    yield finish(*located)
+                    yield from finish_current()
                     waiting_since = time.monotonic()
                     continue
                 if item is None:
@@ -367,9 +373,7 @@ class Pipeline:
                                           f"(none for {waited:.0f} s)")
                     continue
                 if item is END:
-                    if current is not None:
-                        located, current = current, None
-                        yield finish(*located)
+                    yield from finish_current()
                     reason = EndReason.FINISHED
                     break
                 if isinstance(item, BaseException):
@@ -379,9 +383,7 @@ class Pipeline:
                     yield finish(locate(frame, *detection), t_captured, dropped)
                 else:  # this frame on the locate thread; meanwhile the one before through the network
                     future = locator.submit(locate, frame, *detection)
-                    if current is not None:
-                        located, current = current, None
-                        yield finish(*located)
+                    yield from finish_current()
                     current = (future.result(), t_captured, dropped)
                 waiting_since = time.monotonic()
         except Exception as e:  # a read error, a silent source, or a stage's (a detector thread's) error

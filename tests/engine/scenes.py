@@ -13,6 +13,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from engine.pipeline import Pipeline, PipelineConfig
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 FACES_PD = REPO_ROOT.parent / "shared" / "data" / "faces-pd"
 PHOTOS_PD = ("B000287.jpg", "C001079.jpg", "D000622.jpg")
@@ -112,3 +114,9 @@ def sample_clip(path: Path, sample: Path) -> Path:
     cap.release()
     grey = np.full_like(images[0], 110)
     return write_video(path, [grey] * BLANK_FRAMES + images)
+
+
+def twin(pipeline: Pipeline, **config) -> Pipeline:
+    """A pipeline with other settings on the same model, detector and aligner (nothing reloaded)."""
+    return Pipeline(PipelineConfig(pipeline.config.model_path, **config), pipeline.model, pipeline.detector,
+                    pipeline.aligner)

@@ -14,17 +14,12 @@ import pytest
 
 from engine.annotate import annotate_file, render_and_write_behind
 from engine.detect_ahead import Plan
-from engine.pipeline import EndReason, Pipeline, PipelineConfig
+from engine.pipeline import EndReason, Pipeline
 from engine.records import face_records
 from engine.sources import open_source
 from engine.types import Faces, Frame
 from engine.write import WriteError
-from tests.engine.scenes import BLANK_FRAMES, SAMPLE_FRAMES, make_scene, read_all_frames
-
-def _twin(pipeline: Pipeline, **config) -> Pipeline:
-    """A pipeline with other settings on the same model, detector and aligner."""
-    return Pipeline(PipelineConfig(pipeline.config.model_path, **config), pipeline.model, pipeline.detector,
-                    pipeline.aligner)
+from tests.engine.scenes import BLANK_FRAMES, SAMPLE_FRAMES, make_scene, read_all_frames, twin
 
 
 def _annotate_both(pipe: Pipeline, clip: Path, tmp_path: Path, video: bool) -> tuple[Path, Path]:
@@ -50,7 +45,7 @@ def test_pipelined_annotation_writes_the_sequential_records_byte_for_byte(pipeli
 
 
 def test_with_detection_every_3rd_frame_the_records_are_the_same_too(pipeline, clip):
-    every3 = _twin(pipeline, detect_every=3)
+    every3 = twin(pipeline, detect_every=3)
     runs = [list(every3.run(open_source(clip), pipelined=p)) for p in (False, True)]
     records = [[face_records(r, every3.spec) for r in run] for run in runs]
     assert records[1] == records[0] and sum(map(len, records[0])) > 2 * len(SAMPLE_FRAMES)
@@ -95,7 +90,7 @@ class FailingDetector:
 
 def _failing(pipeline: Pipeline, fail_at: int, delay_s: float = 0.0, **config) -> Pipeline:
     calls = itertools.count()
-    pipe = _twin(pipeline, **config)
+    pipe = twin(pipeline, **config)
     pipe.detector = FailingDetector(itertools.count(), -1)  # the pipeline's own never fails
     pipe.make_detector = lambda: FailingDetector(calls, fail_at, delay_s)  # the detector threads'
     return pipe

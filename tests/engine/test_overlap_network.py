@@ -11,10 +11,10 @@ import cv2
 import numpy as np
 import pytest
 
-from engine.pipeline import EndReason, Pipeline, PipelineConfig
+from engine.pipeline import EndReason, Pipeline
 from engine.records import face_records
 from engine.sources import open_source
-from tests.engine.scenes import BLANK_FRAMES, SAMPLE_FRAMES, read_all_frames, write_video
+from tests.engine.scenes import BLANK_FRAMES, SAMPLE_FRAMES, read_all_frames, twin, write_video
 
 
 @pytest.fixture(scope="module")
@@ -25,12 +25,6 @@ def cut_clip(clip, tmp_path_factory):
     return write_video(tmp_path_factory.mktemp("cut") / "cut.mp4", frames[:12] + mirrored)
 
 
-def _twin(pipeline: Pipeline, **config) -> Pipeline:
-    """A pipeline with other settings on the same model, detector and aligner."""
-    return Pipeline(PipelineConfig(pipeline.config.model_path, **config), pipeline.model, pipeline.detector,
-                    pipeline.aligner)
-
-
 def _records(pipe: Pipeline, path, **run) -> tuple[list, list]:
     results = list(pipe.run(open_source(path), **run))
     return [face_records(r, pipe.spec) for r in results], [(r.frame.index, r.detected, r.new_scene) for r in results]
@@ -38,7 +32,7 @@ def _records(pipe: Pipeline, path, **run) -> tuple[list, list]:
 
 @pytest.mark.parametrize("settings", [dict(detect_every=1), dict(detect_every=3)], ids=["every frame", "every 3rd"])
 def test_a_file_gets_the_plain_runs_records_frame_for_frame(pipeline, clip, settings):
-    plain, overlapped = _twin(pipeline, **settings), _twin(pipeline, overlap_network=True, **settings)
+    plain, overlapped = twin(pipeline, **settings), twin(pipeline, overlap_network=True, **settings)
     want, want_frames = _records(plain, clip)
     got, got_frames = _records(overlapped, clip)
     assert got_frames == want_frames and len(got_frames) == BLANK_FRAMES + len(SAMPLE_FRAMES)
@@ -47,15 +41,15 @@ def test_a_file_gets_the_plain_runs_records_frame_for_frame(pipeline, clip, sett
 
 
 def test_smoothed_labels_restart_at_a_shot_cut_as_in_the_plain_run(pipeline, cut_clip):
-    want, want_frames = _records(_twin(pipeline, smoothing=0.9), cut_clip)
-    got, got_frames = _records(_twin(pipeline, smoothing=0.9, overlap_network=True), cut_clip)
+    want, want_frames = _records(twin(pipeline, smoothing=0.9), cut_clip)
+    got, got_frames = _records(twin(pipeline, smoothing=0.9, overlap_network=True), cut_clip)
     assert [i for i, _, new in want_frames if new] == [0, 12]  # the cut is in it
     assert got_frames == want_frames and got == want
 
 
 def test_pipelined_detection_and_the_overlap_together_give_the_same_records(pipeline, clip):
-    want, _ = _records(_twin(pipeline), clip)
-    got, _ = _records(_twin(pipeline, overlap_network=True), clip, pipelined=True)
+    want, _ = _records(twin(pipeline), clip)
+    got, _ = _records(twin(pipeline, overlap_network=True), clip, pipelined=True)
     assert got == want
 
 
@@ -63,8 +57,8 @@ def test_photos_of_a_folder_each_start_afresh(pipeline, astronaut_bgr, tmp_path)
     for name, image in (("a.png", astronaut_bgr), ("b.png", np.ascontiguousarray(astronaut_bgr[:, ::-1])),
                         ("c.png", astronaut_bgr)):
         cv2.imwrite(str(tmp_path / name), image)
-    want, _ = _records(_twin(pipeline), tmp_path)
-    got, frames = _records(_twin(pipeline, overlap_network=True), tmp_path)
+    want, _ = _records(twin(pipeline), tmp_path)
+    got, frames = _records(twin(pipeline, overlap_network=True), tmp_path)
     assert got == want and all(len(r) == 1 for r in got) and all(new for _, _, new in frames)
 
 
@@ -82,7 +76,7 @@ class BreakingModel:
 
 
 def test_a_network_error_ends_the_run_in_its_frames_place_and_joins_every_thread(pipeline, clip):
-    pipe = _twin(pipeline, overlap_network=True)
+    pipe = twin(pipeline, overlap_network=True)
     pipe.model = BreakingModel(pipeline.model, fail_at=10)
     baseline = threading.active_count()
     source = open_source(clip)
@@ -99,7 +93,7 @@ def test_a_network_error_ends_the_run_in_its_frames_place_and_joins_every_thread
 def test_closing_the_run_early_joins_the_locate_thread(pipeline, clip):
     baseline = threading.active_count()
     source = open_source(clip)
-    run = _twin(pipeline, overlap_network=True).run(source)
+    run = twin(pipeline, overlap_network=True).run(source)
     assert [r.frame.index for r in itertools.islice(run, 6)] == list(range(6))
     assert any(t.name.startswith("faceattr-locate") for t in threading.enumerate())
     run.close()
@@ -120,7 +114,7 @@ class BreakingDetector:
 
 
 def test_an_error_on_the_locate_thread_ends_the_run_after_the_frames_before_it(pipeline, clip):
-    pipe = _twin(pipeline, overlap_network=True)
+    pipe = twin(pipeline, overlap_network=True)
     pipe.detector = BreakingDetector(pipeline.detector, fail_at=7)
     baseline = threading.active_count()
     source = open_source(clip)
