@@ -279,11 +279,13 @@ def evaluate_split(predictor: Predictor, name: str, samples: Sequence[Sample], l
     pred = {t.name: np.array([memo.pred[s.file][t.name] for s in done], np.float64) for t in tasks}
     spread = {t.name: np.array([memo.pred[s.file][spread_key(t.name)] for s in done], np.float64) for t in tasks
               if all(spread_key(t.name) in memo.pred[s.file] for s in done)}
+    model_ages = "age" in {t.name for t in predictor.tasks} and "age" not in data_tasks
+    age_estimate = np.array([memo.pred[s.file]["age"] for s in done], np.float64) if model_ages else None
     skipped = Counter(loader_skipped)
     skipped.update(memo.skipped[s.file] for s in samples if s.file not in memo.pred)
     listed = len(samples) + sum(loader_skipped.values())
     metrics = {"listed": listed, "evaluated": len(done), "skipped": dict(skipped),
-               **compute_metrics(tasks, truth, pred, spread),
+               **compute_metrics(tasks, truth, pred, spread, age_estimate),
                "faces_found": {"found": len(done), "of": len(samples),
                                "share": len(done) / len(samples) if samples else None,
                                "not_found": {r: n for r, n in skipped.items() if r not in loader_skipped}}}

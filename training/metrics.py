@@ -1,6 +1,7 @@
 """Test-split metrics of decoded predictions (numpy only): accuracy, per-class accuracy and
 confusion for classifiers; MAE, CS@5, bias, RMSE for values; the UTKFace race x gender table
-and the age-band table (age MAE, gender and race accuracy per band of true age).
+and the age-band table (age MAE, gender and race accuracy per band of true age); for data without
+age labels (MTFL) the classifiers' accuracy per band of the model's own age estimate.
 ``SplitResult`` is what ``training.evaluate`` computes and ``training.report`` renders (this
 module is below both, so neither imports the other's internals).
 """
@@ -110,10 +111,29 @@ def band_table(tasks: Mapping[str, TaskSpec], truth: Mapping[str, np.ndarray], p
              **_subset_scores(tasks, truth, pred, band_mask(truth["age"], lo, hi))} for lo, hi in bands]
 
 
+def estimated_band_table(tasks: Mapping[str, TaskSpec], truth: Mapping[str, np.ndarray],
+                         pred: Mapping[str, np.ndarray], age_estimate: np.ndarray,
+                         bands: Sequence[tuple[int, int | None]] = AGE_BANDS) -> list[dict]:
+    """Per band of the MODEL'S age estimate (rounded to whole years): n and the accuracy of every
+    classifier task, for data that labels no age (MTFL). It shows where the errors lie, e.g.
+    gender on faces the model reads as children; the band is the model's reading, not the truth."""
+    age = np.rint(np.asarray(age_estimate, np.float64))
+    names = [name for name, t in tasks.items() if task_head(t).classes]
+    rows = []
+    for lo, hi in bands:
+        m = band_mask(age, lo, hi)
+        n = int(m.sum())
+        rows.append({"band": band_label(lo, hi), "lo": lo, "hi": hi, "n": n,
+                     **{f"{name}_acc": _ratio((pred[name][m] == truth[name][m]).sum(), n) for name in names}})
+    return rows
+
+
 def compute_metrics(tasks: Sequence[TaskSpec], truth: Mapping[str, np.ndarray],
-                    pred: Mapping[str, np.ndarray], spread: Mapping[str, np.ndarray] | None = None) -> dict:
+                    pred: Mapping[str, np.ndarray], spread: Mapping[str, np.ndarray] | None = None,
+                    age_estimate: np.ndarray | None = None) -> dict:
     """Per-task blocks, headline keys (<task>_acc, <task>_mae, <task>_cs5), the race x gender
-    table (``groups``) and the age-band table (``bands``)."""
+    table (``groups``) and the age-band table (``bands``); with ``age_estimate`` (the model's ages
+    of data without age labels) also the table per band of it (``estimated_age_bands``)."""
     out: dict = {"tasks": {}}
     for t in tasks:
         if task_head(t).classes:
@@ -127,4 +147,6 @@ def compute_metrics(tasks: Sequence[TaskSpec], truth: Mapping[str, np.ndarray],
     by_name = {t.name: t for t in tasks}
     out["groups"] = group_table(by_name, truth, pred)
     out["bands"] = band_table(by_name, truth, pred)
+    if age_estimate is not None and "age" not in by_name:
+        out["estimated_age_bands"] = estimated_band_table(by_name, truth, pred, age_estimate)
     return out

@@ -288,6 +288,18 @@ def groups_section(m: dict) -> list[str]:
                                                                     + [names[k] for k in cols], rows)
 
 
+def estimated_bands_section(m: dict) -> list[str]:
+    """The classifiers' accuracy per band of the model's own age estimate (data without age labels)."""
+    rows = m.get("estimated_age_bands")
+    if not rows:
+        return []
+    cols = [k for k in rows[0] if k.endswith("_acc")]
+    return (["", "#### By the model's age estimate (this data labels no age)", "",
+             "The band is the age this model reads, not a true age (the data has none): it shows where the errors lie."]
+            + [""] + _table(["model's age", "faces"] + [k.removesuffix("_acc") + " acc" for k in cols],
+                            [[b["band"], f"{b['n']:,}"] + [_pct(b.get(k)) for k in cols] for b in rows]))
+
+
 def class_sections(m: dict, tasks: Sequence[str]) -> list[str]:
     """Per-class tables (accuracy on the faces of each true class) of the named classifier tasks,
     with the confusion table where the kind's head asks for one (training/task_heads.py)."""
@@ -313,7 +325,7 @@ def metrics_sections(path: Path, metrics: dict, compare: Sequence[tuple[Path, di
     lines = []
     for split, m in metrics["splits"].items():
         lines += [""] + headline_section(path, metrics, split, compare) + spread_lines(m)
-        lines += bands_section(metrics, m) + groups_section(m)
+        lines += bands_section(metrics, m) + groups_section(m) + estimated_bands_section(m)
         if dataset_of(metrics) == "mtfl":
             lines += class_sections(m, [k for k in ("pose", "gender", "smile", "glasses") if k in m["tasks"]])
         else:

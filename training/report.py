@@ -105,6 +105,14 @@ def band_lines(bands: Sequence[dict]) -> list[str]:
     return _score_lines(bands, [("band", "age band")])
 
 
+def estimated_band_lines(bands: Sequence[dict]) -> list[str]:
+    """Per band of the model's age estimate: n and each classifier's accuracy."""
+    cols = [k for k in bands[0] if k.endswith("_acc")]
+    return (["| model's age | n | " + " | ".join(k.removesuffix("_acc") + " acc" for k in cols) + " |",
+             "|" + "---|" * (2 + len(cols))]
+            + [f"| {b['band']} | {b['n']:,} | " + " | ".join(_pct(b.get(k)) for k in cols) + " |" for b in bands])
+
+
 def group_lines(groups: Sequence[dict]) -> list[str]:
     """The race x gender table."""
     return _score_lines(groups, [("race", "race"), ("gender", "gender")])
@@ -174,6 +182,9 @@ def write_report(metrics: dict, results: Sequence[SplitResult], out_dir: Path) -
                 lines += ["", f"![{name} error]({png})"]
         if m.get("bands"):
             lines += ["", "### By age band (true age)", ""] + band_lines(m["bands"])
+        if m.get("estimated_age_bands"):
+            lines += ["", "### By the model's age estimate (the data labels no age; the band is the model's reading)",
+                      ""] + estimated_band_lines(m["estimated_age_bands"])
         if m["groups"]:
             lines += ["", "### By race x gender (true labels)", ""] + group_lines(m["groups"])
     path = out_dir / "report.md"

@@ -148,6 +148,31 @@ def test_accuracies_match_onnxruntime_by_hand(setup):
     assert pose["confusion"] == confusion.tolist()
 
 
+def test_gender_smile_glasses_pose_are_scored_per_band_of_the_models_age_estimate(setup):
+    """MTFL labels no age; the model's own age (the expectation over its bins, as the engine decodes
+    it) splits the faces into bands, and each band's accuracies are recomputed here by hand."""
+    m = setup["metrics"]["splits"]["test"]
+    index = (setup["chips"] / "index.csv").read_text().splitlines()[1:]
+    files = [line.split(",")[0] for line in index if line.split(",")[2] == "ok"]
+    session = ort.InferenceSession(str(setup["onnx"]), providers=["CPUExecutionProvider"])
+    chips = np.load(setup["chips"] / "chips.npy")
+    out = dict(zip([o.name for o in session.get_outputs()], session.run(None, {"chips": chips})))
+    age = np.rint(out["age"] @ np.arange(117.0))
+    gender_truth = np.array([setup["tests"][f][2] - 1 for f in files])
+    gender_pred = (out["gender"].reshape(-1) > 0.5).astype(int)
+    rows = m["estimated_age_bands"]
+    assert [r["band"] for r in rows] == ["0–12", "13–20", "21–40", "41–60", "61+"]
+    assert sum(r["n"] for r in rows) == m["evaluated"] == len(files)
+    for r in rows:
+        inside = (age >= r["lo"]) & ((age <= r["hi"]) if r["hi"] is not None else True)
+        assert r["n"] == inside.sum()
+        assert r["gender_acc"] == (pytest.approx((gender_pred[inside] == gender_truth[inside]).mean())
+                                   if inside.any() else None)
+        assert {"smile_acc", "glasses_acc", "pose_acc"} <= r.keys()
+    text = (setup["out"] / "report.md").read_text()
+    assert "### By the model's age estimate" in text and "| model's age | n | gender acc | smile acc |" in text
+
+
 def test_report_has_faces_found_and_the_pose_class_table(setup):
     text = (setup["out"] / "report.md").read_text()
     assert "Faces found: 4 of 6 (66.67 %)." in text

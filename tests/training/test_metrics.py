@@ -82,3 +82,21 @@ def test_a_stated_spread_is_scored_by_how_often_the_truth_lies_within_it():
     assert honest["within_1_spread"] == pytest.approx(0.6827, abs=0.01)
     assert honest["within_2_spread"] == pytest.approx(0.9545, abs=0.005)
     assert "within_1_spread" not in compute_metrics([TASKS["age"]], truth, pred)["tasks"]["age"]  # no spread stated
+
+
+def test_data_without_ages_is_scored_per_band_of_the_models_age_estimate():
+    from training.mtfl import MTFL_TASKS
+
+    tasks = [t for t in MTFL_TASKS if t.name in ("gender", "smile")]
+    truth = {"gender": np.array([1, 1, 0, 0, 1, 0.]), "smile": np.array([1, 0, 1, 0, 1, 1.])}
+    pred = {"gender": np.array([0, 1, 0, 1, 1, 0.]), "smile": np.array([1, 1, 1, 0, 1, 1.])}
+    ages = np.array([3.0, 12.4, 12.6, 20.4, 35.0, 80.0])  # rounded: 3 and 12 in 0-12; 13 and 20 in 13-20
+    rows = {r["band"]: r for r in compute_metrics(tasks, truth, pred, age_estimate=ages)["estimated_age_bands"]}
+    assert [r["n"] for r in rows.values()] == [2, 2, 1, 0, 1]
+    assert (rows["0–12"]["gender_acc"], rows["0–12"]["smile_acc"]) == (0.5, 0.5)
+    assert (rows["13–20"]["gender_acc"], rows["13–20"]["smile_acc"]) == (0.5, 1.0)
+    assert rows["41–60"]["gender_acc"] is None and rows["61+"]["gender_acc"] == 1.0
+    # data that labels age is scored by its true age only
+    truth_u, pred_u = _data(n=50)
+    assert "estimated_age_bands" not in compute_metrics(list(TASKS.values()), truth_u, pred_u,
+                                                        age_estimate=pred_u["age"])

@@ -17,10 +17,11 @@ from training.mtfl import MTFL_TASKS
 UTK = utk_tasks("full")
 
 
-def _split(tasks, truth, pred, skipped: dict, spread=None) -> dict:
+def _split(tasks, truth, pred, skipped: dict, spread=None, age_estimate=None) -> dict:
     n = len(next(iter(truth.values())))
     listed = n + sum(skipped.values())
-    return {"listed": listed, "evaluated": n, "skipped": skipped, **compute_metrics(tasks, truth, pred, spread),
+    return {"listed": listed, "evaluated": n, "skipped": skipped,
+            **compute_metrics(tasks, truth, pred, spread, age_estimate),
             "faces_found": {"found": n, "of": listed, "share": n / listed, "not_found": skipped}}
 
 
@@ -66,7 +67,8 @@ def files(tmp_path_factory):
         "thesis": _write(root / "thesis", "coral", "utkface", {"test": _split(UTK, *thesis, {})},
                          model="assets/models/thesis/faceattr-utkface-coral.onnx", name="utkface-dlib-resnet29-mtl"),
         "mtfl": _write(root / "mtfl", "mtfl", "mtfl", {"test": _split(MTFL_TASKS, mt, mp,
-                                                                      {"no face found": 30, "labelled face not found": 5})}),
+                                                                      {"no face found": 30, "labelled face not found": 5},
+                                                                      age_estimate=rng.uniform(1, 90, n))}),
     }
     cal = {"command": "python -m training.calibrate runs/allages_v1/best.pt", "split": "the validation splits",
            "tasks": {"gender": {"temperature": 1.234, "ece_before": 0.0412, "ece_after": 0.0123, "n": 4000},
@@ -158,6 +160,12 @@ def test_mtfl_has_faces_found_targets_and_class_tables(files, block):
         assert f"| {label} | {pose['support'][label]:,} | {100 * pose['per_class'][label]:.2f} % |" in block
     assert "| true \\ predicted | left profile | left | frontal | right | right profile |" in block
     assert "#### glasses per class" in block
+    assert "#### By the model's age estimate (this data labels no age)" in block
+    assert "| model's age | faces | gender acc | smile acc | glasses acc | pose acc |" in block
+    for b in m["estimated_age_bands"]:
+        assert (f"| {b['band']} | {b['n']:,} | " + " | ".join(f"{100 * b[k]:.2f} %" for k in
+                                                            ("gender_acc", "smile_acc", "glasses_acc", "pose_acc"))
+                + " |") in block
 
 
 def test_calibration_peers_and_licences(block):
