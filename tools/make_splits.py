@@ -75,6 +75,18 @@ byte-identical files; they stay (none is in training).
   copy in mattans/AgeProgression at commit d5697aba, `data/UTKFace/`), {n_images} images.
   UTKFace is for non-commercial research only; no image is shipped here.
 
+# MTFL protocol files
+
+Not written by this script (it checks only the UTKFace files above): listed here so every
+file in this folder is accounted for.
+
+| file | rows | what |
+|---|---|---|
+| `mtfl_valid10.csv` | 1000 | MTFL validation: 10 % of `training.txt` (seed 0), written by `training.mtfl.write_valid_split`; the rest of `training.txt` trains |
+| `mtfl_test_blind80.csv` | 80 | a second reading of 80 `testing.txt` faces drawn at random (pandas `sample(80, random_state=42)` of the 2,960 faces the engine's MTCNN found): smile (1 = smiling) and gender, read from the engine's chips by one of this project's engineers without MTFL's labels or any model's answers. It measures how far two readings of these subjective labels agree (the default model's card); never used to train or tune |
+
+File names only (MTFL: `nieag/deepl18_project` at commit b5a14242, `MTFL/`; research use only; no image is shipped here).
+
 ## coral-cnn licence (for `utk_train.csv`, `utk_test.csv` and the files derived from them)
 
 MIT License
