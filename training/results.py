@@ -82,6 +82,16 @@ TABLES = (
         Row("+ warm-up and cosine schedule", None, ("utkface_thesis",), overlays=("cosine",)),
         Row("+ EMA of the weights (0.995)", None, ("utkface_thesis",), overlays=("ema",)),
     )),
+    Table("The stronger recipe, one change at a time (full fine-tuning, seed 0; not in the thesis)", (
+        Row("stronger recipe (utkface_thesis_v2, 6 epochs)", THESIS_MTL, ("utkface_thesis_v2",)),
+        Row("+ the backbone at the heads' learning rate (backbone_lr_mult 1.0 instead of 0.33)", THESIS_MTL,
+            ("utkface_thesis_v2",), overlays=("backbone_lr1",)),
+        Row("+ stronger augmentation (the all-ages model's: off-centre, low light, greyscale, occlusion)", THESIS_MTL,
+            ("utkface_thesis_v2",), overlays=("augment_strong",)),
+        Row("+ wider shared and task layers (512 / 256 units)", THESIS_MTL, ("utkface_thesis_v2",),
+            overlays=("wide_heads",)),
+        Row("12 epochs instead of 6", THESIS_MTL, ("utkface_thesis_v2_e12",)),
+    )),
 )
 
 
