@@ -86,6 +86,8 @@ TABLES = (
         Row("stronger recipe (utkface_thesis_v2, 6 epochs)", THESIS_MTL, ("utkface_thesis_v2",)),
         Row("+ the backbone at the heads' learning rate (backbone_lr_mult 1.0 instead of 0.33)", THESIS_MTL,
             ("utkface_thesis_v2",), overlays=("backbone_lr1",)),
+        Row("+ the backbone at a tenth of the heads' learning rate (backbone_lr_mult 0.1)", THESIS_MTL,
+            ("utkface_thesis_v2",), overlays=("backbone_lr01",)),
         Row("+ stronger augmentation (the all-ages model's: off-centre, low light, greyscale, occlusion)", THESIS_MTL,
             ("utkface_thesis_v2",), overlays=("augment_strong",)),
         Row("+ wider shared and task layers (512 / 256 units)", THESIS_MTL, ("utkface_thesis_v2",),
