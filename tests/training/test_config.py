@@ -138,3 +138,24 @@ def test_an_overlay_is_put_over_the_preset_and_a_bad_one_is_named(tmp_path):
     over.write_text("[optim]\nepoks = 3\n")
     with pytest.raises(ConfigError, match=r"utkface_thesis.toml \+ mine.toml: unknown key 'optim.epoks'"):
         load_config("utkface_thesis", [over])
+
+
+def test_every_shipped_overlay_changes_only_what_it_names_and_something_over_a_recipe():
+    """The pieces (age_dldl, ema, ...) go over the thesis recipe, the sweep's overlays over the
+    stronger one (which already holds the pieces): each must change some key over one of them."""
+    import tomllib
+
+    from training.config import OVERLAYS_DIR, list_overlays
+
+    bases = {name: load_config(name).to_dict() for name in ("utkface_thesis", "utkface_thesis_v2")}
+    for name in list_overlays():
+        named = {(sec, k) for sec, block in tomllib.loads((OVERLAYS_DIR / f"{name}.toml").read_text()).items()
+                 for k in block}
+        changes = []
+        for preset, base in bases.items():
+            over = load_config(preset, [name]).to_dict()
+            changed = {(sec, k) for sec, block in over.items() if isinstance(block, dict)
+                       for k, v in block.items() if base[sec][k] != v}
+            assert changed <= named, (name, preset)
+            changes.append(changed)
+        assert any(changes), name
