@@ -88,10 +88,10 @@ TABLES = (
             ("utkface_thesis_v2",), overlays=("backbone_lr1",)),
         Row("+ the backbone at a tenth of the heads' learning rate (backbone_lr_mult 0.1)", THESIS_MTL,
             ("utkface_thesis_v2",), overlays=("backbone_lr01",)),
+        Row("+ the backbone at 3 % of the heads' learning rate (backbone_lr_mult 0.03)", THESIS_MTL,
+            ("utkface_thesis_v2",), overlays=("backbone_lr003",)),
         Row("+ stronger augmentation (the all-ages model's: off-centre, low light, greyscale, occlusion)", THESIS_MTL,
             ("utkface_thesis_v2",), overlays=("augment_strong",)),
-        Row("+ wider shared and task layers (512 / 256 units)", THESIS_MTL, ("utkface_thesis_v2",),
-            overlays=("wide_heads",)),
         Row("12 epochs instead of 6", THESIS_MTL, ("utkface_thesis_v2_e12",)),
     )),
 )
