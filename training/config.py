@@ -53,6 +53,8 @@ class ModelConfig:
     tasks: tuple[str, ...] = ()  # which of the dataset's tasks to learn; () = all
     age_kind: str = "regression"  # utkface age: regression (0..1 of its range) | expectation (one bin per year)
     init_from: str = ""  # a training checkpoint (.pt) whose weights start the run where names and shapes match
+    init_seed: int = -1  # seed of the fresh layers' random initialisation; -1 = the run's seed. Runs that share
+    # it start from one network and differ only in data order, augmentation and dropout (soup ingredients)
 
 
 @dataclass(frozen=True)

@@ -111,8 +111,15 @@ def init_weights(net: MultiTaskNet, path: str, log) -> None:
 def build_net(cfg: Config, tasks: tuple[TaskSpec, ...], pretrained: bool, dist: Dist) -> MultiTaskNet:
     from training.backbones import create_backbone
 
-    backbone = create_backbone(cfg.model.backbone, pretrained=cfg.model.pretrained and pretrained)
-    net = MultiTaskNet(backbone, tasks, cfg.model.shared_dims, cfg.model.head_dim, cfg.model.dropout).to(dist.device)
+    # model.init_seed: the fresh layers drawn from their own generator state, which leaves the run's
+    # stream (data order, augmentation, dropout) as it was; -1 keeps older runs' exact draws
+    own_init = cfg.model.init_seed >= 0
+    with torch.random.fork_rng(devices=[], enabled=own_init):
+        if own_init:
+            torch.manual_seed(cfg.model.init_seed)
+        backbone = create_backbone(cfg.model.backbone, pretrained=cfg.model.pretrained and pretrained)
+        net = MultiTaskNet(backbone, tasks, cfg.model.shared_dims, cfg.model.head_dim, cfg.model.dropout)
+    net = net.to(dist.device)
     return net.to(memory_format=torch.channels_last) if cfg.speed.channels_last else net
 
 

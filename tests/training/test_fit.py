@@ -211,3 +211,27 @@ def test_a_balanced_run_reports_its_draw_and_a_balance_on_no_task_is_refused(tin
     wrong = write_config(tmp_path / "wrong.toml", tiny["splits"], 'data.balance = ["smile"]')
     assert fit(tiny, wrong, tmp_path / "run2", "--epochs", "1") == 2
     assert "data.balance names smile, not a task of this run" in capsys.readouterr().err
+
+
+def test_runs_that_share_an_init_seed_start_from_one_network_and_keep_their_own_streams(tiny, tmp_path):
+    """model.init_seed (the shared_init overlay): two seeds draw the same fresh layers, so their trained
+    weights can be averaged (training.soup); the run's own stream after the build is its seed's, as
+    without the option. Without it, two seeds start from different networks."""
+    from training.config import load_config
+    from training.fit import build_net, seed_everything
+    from training.loop import Dist
+
+    def initial(seed: int, extra: str) -> tuple[dict, torch.Tensor]:
+        cfg = load_config(write_config(tmp_path / f"c{seed}.toml", tiny["splits"], extra))
+        seed_everything(seed)
+        net = build_net(cfg, utk_tasks("coral"), pretrained=False, dist=Dist())
+        return net.state_dict(), torch.rand(4)
+
+    shared = [initial(seed, "model.init_seed = 0") for seed in (1, 2)]
+    for k, v in shared[0][0].items():
+        assert torch.equal(v, shared[1][0][k]), k
+    assert not torch.equal(shared[0][1], shared[1][1])  # data order, augmentation, dropout still differ
+    seed_everything(1)
+    assert torch.equal(shared[0][1], torch.rand(4))  # the build did not move the run's stream
+    own = [initial(seed, "") for seed in (1, 2)]
+    assert any(not torch.equal(v, own[1][0][k]) for k, v in own[0][0].items() if v.is_floating_point())

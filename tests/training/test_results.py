@@ -135,3 +135,39 @@ def test_flip_tta_rows_come_from_a_runs_two_validation_evaluations(tmp_path):
     assert main(["--runs", str(runs), "-o", str(out)]) == 0
     row = next(l for l in out.read_text().splitlines() if l.startswith("| `runs/utkface_thesis_v2` | 97.39"))
     assert "| 97.39 / 86.51 / 4.53 | 97.66 / 86.78 / 4.48 | `evaluate valid_eval_tta` |" in row
+
+
+def test_runs_of_another_machine_stay_from_the_kept_logs_and_lost_ones_are_carried_marked(tmp_path):
+    """Each generation keeps the runs' small files in runlogs/ (beside the output); a row whose logs
+    exist nowhere keeps its previous figures, marked †, until a run replaces it."""
+    runs, out = tmp_path / "runs", tmp_path / "RESULTS.md"
+    make_run(runs, "utkface_thesis_avgloss", "utkface_thesis_avgloss", 0, [record(1, 0.5, (0.97, 0.85, 5.2))], epochs=1,
+             test={"test": (0.98, 0.86, 5.1)})
+    (runs / "utkface_thesis_avgloss" / "best.pt").write_bytes(b"weights are not kept")
+    previous = ["# Training results (generated)", "", "### Table 5.4: with and without Early Freeze", "",
+                "| method | thesis gender / race / age MAE | ours, valid | ours, CORAL test (engine) | ours, test_dedup (engine) |",
+                "|---|---|---|---|---|",
+                "| Early stopping of converged task (no Early Freeze) [quick recipe] | 98.31 / 86.58 / 4.64 | 97.82 / 86.47 / 5.50 "
+                "| 98.08 / 85.66 / 5.36 | 98.19 / 85.84 / 5.34 |", "",
+                "- Early stopping of converged task (no Early Freeze), `runs/utkface_thesis_noef-quick` (seed 0): `cmd`", ""]
+    out.write_text("\n".join(previous))
+    assert main(["--runs", str(runs), "-o", str(out)]) == 0
+    kept = tmp_path / "runlogs" / "utkface_thesis_avgloss"
+    assert sorted(p.name for p in kept.rglob("*") if p.is_file()) == ["log.csv", "metrics.json", "run.json"]
+
+    import shutil
+    shutil.rmtree(runs)  # a new machine: runs/ is gone, the kept logs are not
+    assert main(["--runs", str(runs), "-o", str(out)]) == 0
+    text = out.read_text()
+    avg = next(l for l in text.splitlines() if l.startswith("| Average loss"))
+    assert "97.00 / 85.00 / 5.20 | 98.00 / 86.00 / 5.10" in avg and "†" not in avg
+    noef = next(l for l in text.splitlines() if l.startswith("| Early stopping of converged task"))
+    assert "†" in noef and "98.08 / 85.66 / 5.36" in noef and "not run yet" not in noef
+    assert "- Early stopping of converged task (no Early Freeze) †, `runs/utkface_thesis_noef-quick`" in text
+    assert "not run yet; `python -m training.fit --config utkface_thesis_noef" not in text
+    assert text.count("carried over from the previous RESULTS.md") == 1
+
+    make_run(runs, "utkface_thesis_noef", "utkface_thesis_noef", 0, [record(1, 0.5, (0.96, 0.84, 5.0))], epochs=1)
+    assert main(["--runs", str(runs), "-o", str(out)]) == 0  # rerun: the new figures replace the carried ones
+    noef = next(l for l in out.read_text().splitlines() if l.startswith("| Early stopping of converged task"))
+    assert "96.00 / 84.00 / 5.00" in noef and "†" not in noef
