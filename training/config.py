@@ -39,6 +39,8 @@ class DataConfig:
     splits_dir: str = ""  # utkface: folder of the protocol's split CSVs; "" = the shipped training/splits/
     attributes: tuple[str, ...] = ("Male", "Young")  # celeba: the attributes that become tasks
     flip: bool = True  # random horizontal flips of training chips
+    refit: bool = False  # train on the training and validation splits together: the final refit of a recipe chosen
+    # on validation (the validation figures are then of seen data, and best.pt is the last epoch)
     balance: tuple[str, ...] = ()  # tasks whose rare groups (classes; age bands) are drawn more often (training/balance.py)
     balance_power: float = 0.5  # a sample's draw weight = (its group's share) ** -power; 1 = every group equally often
 

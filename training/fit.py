@@ -81,6 +81,8 @@ def load_datasets(cfg: Config, max_samples: int | None, log) -> Datasets:
     train_sets, valid_sets = [], []
     for part in parts:
         train, valid = list(part.splits.train), list(part.splits.valid)
+        if cfg.data.refit:  # validation still runs, on samples the run now trains on
+            train = train + valid
         if max_samples:
             share = max(1, max_samples // len(parts))
             train, valid = rng.sample(train, min(share, len(train))), rng.sample(valid, min(share, len(valid)))
@@ -210,7 +212,8 @@ def fit(cfg: Config, out: Path, resume_from: dict | None, dist: Dist, max_sample
         raise FitError(f"speed.cache_stem's mirrored views cannot mirror the labels of {', '.join(data.mirror)}; "
                        "turn cache_stem off (or data.flip)")
     augment = None if stem_n else create_augmenter(cfg.augment, flip=cfg.data.flip, mirror=data.mirror)
-    log(f"train {len(train)}, valid {len(valid)} | {torch.get_num_threads()} threads, {precision.note}"
+    log(f"train {len(train)}, valid {len(valid)}{' (refit: valid is in train, best.pt = the last epoch)' if cfg.data.refit else ''}"
+        f" | {torch.get_num_threads()} threads, {precision.note}"
         f"{', channels_last' if cfg.speed.channels_last else ''} | augment: {', '.join(augment.names) if augment else 'stem cache views'}"
         f" | schedule {cfg.optim.schedule}{f', EMA {cfg.optim.ema}' if state.ema else ''}")
     step = TrainStep(net, state.weighting, losses, stem_n, 0 if stem_n else frozen_n, precision)
@@ -226,7 +229,7 @@ def fit(cfg: Config, out: Path, resume_from: dict | None, dist: Dist, max_sample
                                                                            dist.world), cfg.optim.precise_bn_batches, dist)
         valid_batches = valid.eval_batches(batch, dist.rank, dist.world)
         val_loss, metrics = validate(state.eval_net, stem_n, valid_batches, losses, dist)
-        if state.score(epoch, val_loss, metrics) and dist.main:
+        if state.score(epoch, val_loss, metrics, latest_is_best=cfg.data.refit) and dist.main:
             save_checkpoint(out / "best.pt", cfg, state, max_samples)  # before a freeze restores older weights
         record, events = state.finish_epoch(lr, train_loss, weights, val_loss, metrics, time.time() - t0)
         if events:

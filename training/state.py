@@ -89,13 +89,14 @@ class TrainState:
         """The learning rate of the shared layers and heads (the backbone's is x backbone_lr_mult)."""
         return self.optimizer.param_groups[1]["lr"]
 
-    def score(self, epoch: int, val_loss: dict, metrics: dict) -> bool:
+    def score(self, epoch: int, val_loss: dict, metrics: dict, latest_is_best: bool = False) -> bool:
         """Book epoch ``epoch``'s validation: schedule step, best epoch. True if it is the best so far
-        (save best.pt now: a freeze in ``finish_epoch`` may restore older weights)."""
+        (save best.pt now: a freeze in ``finish_epoch`` may restore older weights). ``latest_is_best``:
+        every epoch is the best so far (data.refit: the validation split is trained on, its loss chooses nothing)."""
         self.epoch = epoch
         val_total = sum(val_loss.values()) / len(val_loss)
         self.schedule.after_epoch(val_total)
-        if val_total < self.best["val_total"]:
+        if val_total < self.best["val_total"] or latest_is_best:
             self.best = {"epoch": epoch, "val_total": val_total, "val_loss": val_loss, "metrics": metrics}
             return True
         return False

@@ -235,3 +235,18 @@ def test_runs_that_share_an_init_seed_start_from_one_network_and_keep_their_own_
     assert torch.equal(shared[0][1], torch.rand(4))  # the build did not move the run's stream
     own = [initial(seed, "") for seed in (1, 2)]
     assert any(not torch.equal(v, own[1][0][k]) for k, v in own[0][0].items() if v.is_floating_point())
+
+
+def test_a_refit_trains_on_the_validation_split_too_and_keeps_its_last_epoch(tiny, tmp_path, capsys):
+    """data.refit (overlay refit): the training set is train + valid, and best.pt is the last epoch
+    whatever the (seen) validation loss says."""
+    import re
+
+    plain = write_config(tmp_path / "plain.toml", tiny["splits"])
+    assert fit(tiny, plain, tmp_path / "plain", "--epochs", "1") == 0
+    n_train, n_valid = map(int, re.search(r"train (\d+), valid (\d+) \|", capsys.readouterr().out).groups())
+    config = write_config(tmp_path / "refit.toml", tiny["splits"], "data.refit = true")
+    assert fit(tiny, config, tmp_path / "run", "--epochs", "3") == 0
+    assert f"train {n_train + n_valid}, valid {n_valid} (refit: valid is in train" in capsys.readouterr().out
+    best = torch.load(tmp_path / "run" / "best.pt", weights_only=True)
+    assert best["epoch"] == 3 and best["best"]["epoch"] == 3

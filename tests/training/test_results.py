@@ -171,3 +171,17 @@ def test_runs_of_another_machine_stay_from_the_kept_logs_and_lost_ones_are_carri
     assert main(["--runs", str(runs), "-o", str(out)]) == 0  # rerun: the new figures replace the carried ones
     noef = next(l for l in out.read_text().splitlines() if l.startswith("| Early stopping of converged task"))
     assert "96.00 / 84.00 / 5.00" in noef and "†" not in noef
+
+
+def test_a_refit_row_keeps_the_last_epoch_and_shows_no_validation_figures(tmp_path):
+    """A refit trained on the validation split: its figures there are of seen data, so the row
+    shows none, and its checkpoint is the last epoch whatever the validation loss said."""
+    runs, out = tmp_path / "runs", tmp_path / "RESULTS.md"
+    folder = "utkface_thesis_v2+backbone_lr01+shared_init+refit"
+    make_run(runs, folder, "utkface_thesis_v2", 0, [record(1, 0.4, (0.99, 0.95, 3.0)), record(2, 0.5, (0.98, 0.94, 3.1))],
+             epochs=2, test={"test": (0.985, 0.877, 4.30)}, overlays=("backbone_lr01", "shared_init", "refit"))
+    assert main(["--runs", str(runs), "-o", str(out)]) == 0
+    text = out.read_text()
+    row = next(l for l in text.splitlines() if l.startswith("| the same seeds refit"))
+    assert "(1 of 3 seeds) | 98.47 / 87.56 / 4.68 | – / – / – | 98.50 / 87.70 / 4.30 |" in row
+    assert f"`runs/{folder}` (seed 0, 2 of 2 epochs, best epoch 2," in text

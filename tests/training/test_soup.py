@@ -54,3 +54,30 @@ def test_one_checkpoint_or_bad_weights_are_refused(tmp_path):
         make_soup([tmp_path / "a.pt"])
     with pytest.raises(CheckpointError, match="weight"):
         make_soup([tmp_path / "a.pt", tmp_path / "b.pt"], [1.0, -1.0])
+
+
+def test_batchnorm_statistics_are_recomputed_on_the_soups_weights_and_nothing_else_moves(tmp_path, capsys):
+    """--bn-data/--bn-chips: two seeds of one tiny network (shared init) averaged, then their BatchNorm
+    running statistics recomputed on training batches; the learned weights stay the plain mean."""
+    from tests.training.training_fixtures import make_tiny_utkface, write_config
+    from training.fit import main as fit_main
+
+    tiny = make_tiny_utkface(tmp_path / "tiny")
+    config = write_config(tmp_path / "c.toml", tiny["splits"], "model.init_seed = 0")
+    paths = []
+    for seed in (0, 1):
+        out = tmp_path / f"seed{seed}"
+        assert fit_main(["--config", str(config), "--data", str(tiny["images"]), "--chips", str(tiny["chips"]),
+                         "--out", str(out), "--seed", str(seed), "--epochs", "1"]) == 0
+        paths.append(str(out / "best.pt"))
+    assert main([*paths, "-o", str(tmp_path / "plain.pt")]) == 0
+    assert main([*paths, "-o", str(tmp_path / "bn.pt"), "--bn-data", str(tiny["images"]),
+                 "--bn-chips", str(tiny["chips"]), "--bn-batches", "3"]) == 0
+    plain, bn = load_checkpoint(tmp_path / "plain.pt"), load_checkpoint(tmp_path / "bn.pt")
+    stats = [k for k in plain["model_state"] if k.endswith(("running_mean", "running_var"))]
+    assert stats and any(not torch.allclose(plain["model_state"][k], bn["model_state"][k]) for k in stats)
+    learned = [k for k, v in plain["model_state"].items() if v.is_floating_point() and k not in stats]
+    assert all(torch.equal(plain["model_state"][k], bn["model_state"][k]) for k in learned)
+    assert 0 < bn["bn_recomputed"]["batches"] <= 3
+    assert main([*paths, "-o", str(tmp_path / "x.pt"), "--bn-data", str(tiny["images"])]) == 2
+    assert "--bn-data and --bn-chips go together" in capsys.readouterr().err
