@@ -313,7 +313,8 @@ def render_model_evals(runs_dir: Path) -> list[str]:
         cells = [" / ".join(_fmt(k, [splits[s][k]] if splits.get(s, {}).get(k) is not None else []) for k in METRICS)
                  for s in ("test", "test_dedup")]
         test = splits.get("test", {})
-        lines.append(f"| `{m.get('model')}` | {cells[0]} | {cells[1]} | {test.get('evaluated')} of {test.get('listed')} "
+        name = f" ({m['model_name']})" if m.get("model_name") else ""  # one path may have held several files
+        lines.append(f"| `{m.get('model')}`{name} | {cells[0]} | {cells[1]} | {test.get('evaluated')} of {test.get('listed')} "
                      f"| `{m.get('command', '')}` |")
     return lines + [""]
 

@@ -53,11 +53,11 @@ def _sections(text: str) -> dict[str, list[str]]:
 
 
 def _row_key(line: str) -> str:
-    """A table row's identity: a tables' method label (without its seed count and recipe mark), or
-    for rows named by a path (model files, runs) the path and the last cell (the command)."""
+    """A table row's identity: a table's method label (without its seed count and recipe mark), or
+    for rows named by a path (model files, runs) the last cell: the command that made the figures."""
     cells = [c.strip() for c in line.strip().strip("|").split("|")]
     first = _SEEDS.sub("", cells[0].replace(" [quick recipe]", "").replace(f" {MARK}", "")).strip()
-    return f"{first} {cells[-1]}" if first.startswith("`") else first
+    return cells[-1] if first.startswith("`") else first
 
 
 def _rows(lines: list[str]) -> list[str]:

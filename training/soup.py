@@ -18,10 +18,11 @@ do not describe the soup (it is no run to resume); its ``soup`` key names the in
 BatchNorm's running statistics do not average: the mean of two runs' statistics is not the
 statistics of the mean network. With ``--bn-data`` and ``--bn-chips`` (the ingredients'
 training data) they are recomputed on the soup's weights over training batches (precise
-BatchNorm, ``training.loop.recompute_bn_stats``). Measured on two seeds of
-``utkface_thesis_v2 --overlay backbone_lr01 --overlay shared_init``: the plain mean lost 2.5
-points of race and 0.6 years of age on validation; recomputed statistics recover them
-(training/RESULTS.md).
+BatchNorm, ``training.loop.recompute_bn_stats``). Measured on the three seeds of
+``utkface_thesis_v2 --overlay backbone_lr01 --overlay shared_init`` (validation split,
+``training.evaluate SOUP --chips cache/utkface --split valid``): the plain mean scored
+97.82 % / 83.60 % / 5.18 years, the mean with recomputed statistics 97.82 % / 87.20 % / 4.39,
+against 97.74-97.78 % / 87.01-87.16 % / 4.36-4.43 for the seeds one by one.
 """
 from __future__ import annotations
 
