@@ -152,8 +152,12 @@ def memory_splits(cfg: Config, net: MultiTaskNet, train_sets: list[ChipDataset],
             raise FitError("speed.cache_stem works on one dataset; turn it off for joined datasets")
         return (stem_split(cfg, net, train_sets[0], stem_n, "train", cfg.data.flip, dist),
                 stem_split(cfg, net, valid_sets[0], stem_n, "valid", False, dist))
-    return (MemorySplit.concat([MemorySplit.from_chips(ds) for ds in train_sets]),
-            MemorySplit.concat([MemorySplit.from_chips(ds) for ds in valid_sets]))
+    return chip_split(train_sets), chip_split(valid_sets)
+
+
+def chip_split(sets: list[ChipDataset]) -> MemorySplit:
+    """The chips of one or more datasets' split, in memory as one (no stem cache)."""
+    return MemorySplit.concat([MemorySplit.from_chips(ds) for ds in sets])
 
 
 def draw_weights(cfg: Config, train_sets: list[ChipDataset], log) -> torch.Tensor | None:

@@ -72,7 +72,7 @@ def _note_label(line: str) -> str | None:
 
 def _merge_section(lines: list[str], old_lines: list[str]) -> tuple[list[str], bool]:
     """One section of the new document with the old one's rows it lacks or only names as not run."""
-    lines, carried_notes, replaced = list(lines), [], set()
+    lines, notes, replaced, carried = list(lines), [], set(), False
     present = {_row_key(ln): ln for ln in _rows(lines)}
     for old in (ln for ln in _rows(old_lines) if "not run yet" not in ln):
         key = _row_key(old)
@@ -84,10 +84,9 @@ def _merge_section(lines: list[str], old_lines: list[str]) -> tuple[list[str], b
         else:
             last_row = max(i for i, ln in enumerate(lines) if ln.startswith("|"))
             lines.insert(last_row + 1, _mark(old))
-        carried_notes += [_mark(ln) for ln in old_lines if _note_label(ln) == key]
-        carried_notes.append(None)  # a row carried (notes may be none)
+        notes += [_mark(ln) for ln in old_lines if _note_label(ln) == key]
+        carried = True
     lines = [ln for ln in lines if not (_note_label(ln) in replaced and "not run yet" in ln)]
-    notes = [n for n in carried_notes if n is not None]
     if notes:
         at_notes = [i for i, ln in enumerate(lines) if _note_label(ln) is not None]
         at = (at_notes[-1] + 1) if at_notes else max(i for i, ln in enumerate(lines) if ln.startswith("|")) + 1
@@ -96,7 +95,7 @@ def _merge_section(lines: list[str], old_lines: list[str]) -> tuple[list[str], b
         lines[at:at] = notes if at_notes or not lines[at - 1].startswith("|") else ["", *notes]
     if lines and lines[-1].strip():
         lines.append("")
-    return lines, bool(carried_notes)
+    return lines, carried
 
 
 def carry_over(new: str, previous: str) -> str:
@@ -108,12 +107,12 @@ def carry_over(new: str, previous: str) -> str:
             continue
         if title in sections:
             sections[title], more = _merge_section(sections[title], old_lines)
-        elif any("not run yet" not in ln for ln in _rows(old_lines)):
-            sections[title] = [_mark(ln) if ln in _rows(old_lines) or _note_label(ln) else ln for ln in old_lines]
-            more = True
-        else:
-            more = False
-        carried = carried or more
+            carried = carried or more
+            continue
+        old_rows = set(_rows(old_lines))
+        if any("not run yet" not in ln for ln in old_rows):  # a section the new document lacks whole
+            sections[title] = [_mark(ln) if ln in old_rows or _note_label(ln) else ln for ln in old_lines]
+            carried = True
     out = []
     for title, lines in sections.items():
         if title:

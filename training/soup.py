@@ -72,19 +72,17 @@ def make_soup(paths: Sequence[Path], weights: Sequence[float] | None = None) -> 
 def recompute_soup_bn(soup: dict, image_dir: str, chips_dir: str, n_batches: int, log=print) -> int:
     """Replace the soup's BatchNorm statistics by those of its own weights over ``n_batches``
     training batches of its config's data (without augmentation); how many batches were used."""
-    from training.batches import MemorySplit
     from training.config import config_from_dict
-    from training.fit import load_datasets
+    from training.fit import chip_split, load_datasets
     from training.loop import Dist, recompute_bn_stats
     from training.model import build_from_checkpoint
 
     cfg = config_from_dict(soup["config"], "the soup's config")
     cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, image_dir=image_dir, chips_dir=chips_dir))
-    train = MemorySplit.concat([MemorySplit.from_chips(ds) for ds in load_datasets(cfg, None, log).train])
+    train = chip_split(load_datasets(cfg, None, log).train)
     net = build_from_checkpoint(soup)
-    with torch.no_grad():
-        used = recompute_bn_stats(net, 0, train.train_batches(cfg.optim.batch_size, cfg.seed, 200_000), n_batches, Dist())
-    soup["model_state"] = {k: v.detach().clone() for k, v in net.state_dict().items()}
+    used = recompute_bn_stats(net, 0, train.train_batches(cfg.optim.batch_size, cfg.seed, 200_000), n_batches, Dist())
+    soup["model_state"] = net.state_dict()
     soup["train_model_state"] = soup["model_state"]
     soup["bn_recomputed"] = {"batches": used, "batch_size": cfg.optim.batch_size, "data": image_dir, "chips": chips_dir}
     return used

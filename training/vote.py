@@ -39,9 +39,9 @@ def vote(tables: Sequence[dict[str, dict[str, str]]], value_tasks: Sequence[str]
             if t in value_tasks:
                 scores[t].append(abs(statistics.mean(map(float, preds)) - float(truth[f"{t}_true"])))
             else:
-                top = collections.Counter(preds).most_common()
-                best = max(n for _, n in top)
-                winner = next(p for p in preds if dict(top)[p] == best)  # a tie: the earliest file's vote
+                counts = collections.Counter(preds)
+                most = max(counts.values())
+                winner = next(p for p in preds if counts[p] == most)  # a tie: the earliest file's vote
                 scores[t].append(float(float(winner) == float(truth[f"{t}_true"])))
     out = {(f"{t}_mae" if t in value_tasks else f"{t}_acc"): statistics.mean(v) for t, v in scores.items()}
     out["faces"] = len(files)
